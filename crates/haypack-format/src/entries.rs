@@ -1,0 +1,246 @@
+//! Index entries and the block encoding shared by the archive index and each pack's own index.
+//!
+//! A block is a key-sorted run of entries, stored column by column (keys front-coded, numbers as
+//! deltas in varints) and compressed with zstd: similar values sit together, so a block of small
+//! records costs a few bytes per entry besides the key suffixes.
+
+use crate::bytes::{Reader, put_bytes, put_varint, put_zigzag};
+use crate::error::{Error, Result, corrupt};
+use crate::header::{Timestamp, check_key, put_content_type, read_content_type};
+
+/// zstd level for index blocks: they are written once and read often, so spend effort on size.
+const BLOCK_LEVEL: i32 = 9;
+
+/// Where a record lives and what `ls --long` shows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The record's key.
+    pub key: String,
+    /// The pack holding it (its id in the manifest); 0 in a pack's own index.
+    pub pack: u32,
+    /// Offset of the record's first byte in the pack.
+    pub offset: u64,
+    /// Length of the whole record in the pack: framing, header and content.
+    pub len: u64,
+    /// Length of the raw content.
+    pub raw_len: u64,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Media type, if known.
+    pub content_type: Option<String>,
+}
+
+/// Encodes key-sorted entries as one compressed block. Keys must be strictly increasing.
+pub fn encode_block(entries: &[Entry]) -> Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(entries.len() * 24);
+    put_varint(&mut raw, entries.len() as u64);
+    let mut prev: &str = "";
+    for (i, e) in entries.iter().enumerate() {
+        check_key(&e.key)?;
+        if i > 0 && e.key.as_str() <= prev {
+            return Err(Error::Unencodable {
+                what: "index block",
+                detail: format!("keys out of order: {prev:?} then {:?}", e.key),
+            });
+        }
+        let shared = common_prefix(prev.as_bytes(), e.key.as_bytes());
+        put_varint(&mut raw, shared as u64);
+        put_bytes(&mut raw, &e.key.as_bytes()[shared..]);
+        prev = &e.key;
+    }
+    for e in entries {
+        put_varint(&mut raw, u64::from(e.pack));
+    }
+    // An offset is stored relative to where it would be if records of one pack were
+    // contiguous in key order, as they are when a tree is packed: usually zero.
+    let mut next = None;
+    for e in entries {
+        let expected = next.filter(|(p, _)| *p == e.pack).map_or(0, |(_, o)| o);
+        put_zigzag(&mut raw, e.offset.wrapping_sub(expected) as i64);
+        next = Some((e.pack, e.offset.wrapping_add(e.len)));
+    }
+    for e in entries {
+        put_varint(&mut raw, e.len);
+    }
+    for e in entries {
+        put_varint(&mut raw, e.raw_len);
+    }
+    let mut prev_secs = 0;
+    for e in entries {
+        e.mtime.encode(&mut raw, prev_secs);
+        prev_secs = e.mtime.secs;
+    }
+    for e in entries {
+        put_varint(&mut raw, u64::from(e.mode));
+    }
+    for e in entries {
+        put_content_type(&mut raw, e.content_type.as_deref());
+    }
+    Ok(zstd::bulk::compress(&raw, BLOCK_LEVEL)?)
+}
+
+/// Decodes a block written by [`encode_block`], refusing one that would expand beyond
+/// `max_raw` bytes (the caller's memory bound for untrusted input).
+pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
+    let size = zstd::zstd_safe::get_frame_content_size(block)
+        .map_err(|_| corrupt("index block", "not a zstd frame"))?
+        .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
+    if size > max_raw as u64 {
+        return Err(corrupt("index block", format!("expands to {size} bytes, over the {max_raw}-byte limit")));
+    }
+    let raw = zstd::bulk::decompress(block, size as usize).map_err(|e| corrupt("index block", e.to_string()))?;
+    let mut r = Reader::new(&raw, "index block");
+    let count = r.varint()?;
+    // Each entry takes at least 10 bytes, which bounds the allocation by the input.
+    if count > raw.len() as u64 / 10 {
+        return Err(corrupt("index block", format!("{count} entries cannot fit in {} bytes", raw.len())));
+    }
+    let count = count as usize;
+    let mut keys: Vec<String> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let shared = r.varint()? as usize;
+        let suffix = r.bytes()?;
+        let prev = keys.last().map_or(&b""[..], |k| k.as_bytes());
+        if shared > prev.len() {
+            return Err(corrupt("index block", "key shares more bytes than the previous key has"));
+        }
+        let mut key = Vec::with_capacity(shared + suffix.len());
+        key.extend_from_slice(&prev[..shared]);
+        key.extend_from_slice(suffix);
+        let key = String::from_utf8(key).map_err(|_| corrupt("index block", "key is not UTF-8"))?;
+        check_key(&key).map_err(|e| corrupt("index block", e.to_string()))?;
+        if keys.last().is_some_and(|p| *p >= key) {
+            return Err(corrupt("index block", format!("keys out of order at {key:?}")));
+        }
+        keys.push(key);
+    }
+    let mut entries: Vec<Entry> = keys
+        .into_iter()
+        .map(|key| Entry {
+            key,
+            pack: 0,
+            offset: 0,
+            len: 0,
+            raw_len: 0,
+            mtime: Timestamp::default(),
+            mode: 0,
+            content_type: None,
+        })
+        .collect();
+    for e in &mut entries {
+        e.pack = r.varint_u32()?;
+    }
+    let mut offsets = Vec::with_capacity(count);
+    for _ in 0..count {
+        offsets.push(r.zigzag()?);
+    }
+    for e in &mut entries {
+        e.len = r.varint()?;
+    }
+    let mut next: Option<(u32, u64)> = None;
+    for (e, delta) in entries.iter_mut().zip(offsets) {
+        let expected = next.filter(|(p, _)| *p == e.pack).map_or(0, |(_, o)| o);
+        e.offset = expected.wrapping_add(delta as u64);
+        next = Some((e.pack, e.offset.wrapping_add(e.len)));
+    }
+    for e in &mut entries {
+        e.raw_len = r.varint()?;
+    }
+    let mut prev_secs = 0;
+    for e in &mut entries {
+        e.mtime = Timestamp::decode(&mut r, prev_secs)?;
+        prev_secs = e.mtime.secs;
+    }
+    for e in &mut entries {
+        e.mode = r.varint_u32()?;
+    }
+    for e in &mut entries {
+        e.content_type = read_content_type(&mut r)?;
+    }
+    r.finish()?;
+    Ok(entries)
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(key: &str, pack: u32, offset: u64, len: u64) -> Entry {
+        Entry {
+            key: key.into(),
+            pack,
+            offset,
+            len,
+            raw_len: len * 3,
+            mtime: Timestamp { secs: 1_700_000_000 + offset as i64, nanos: 0 },
+            mode: 0o644,
+            content_type: Some("application/json".into()),
+        }
+    }
+
+    #[test]
+    fn contiguous_small_records_cost_a_few_bytes_each() {
+        let mut offset = 0;
+        let entries: Vec<Entry> = (0..5000)
+            .map(|i| {
+                let e = entry(&format!("shard-{:02}/record-{i:06}.json", i / 1000), 1, offset, 200 + i % 97);
+                offset += e.len;
+                e
+            })
+            .collect();
+        let block = encode_block(&entries).unwrap();
+        assert_eq!(decode_block(&block, 1 << 20).unwrap(), entries);
+        let per_entry = block.len() as f64 / entries.len() as f64;
+        assert!(per_entry < 8.0, "{per_entry} bytes per entry");
+    }
+
+    #[test]
+    fn unsorted_keys_are_refused_both_ways() {
+        let e = [entry("b", 0, 0, 1), entry("a", 0, 1, 1)];
+        assert!(matches!(encode_block(&e), Err(Error::Unencodable { .. })));
+        let dup = [entry("a", 0, 0, 1), entry("a", 0, 1, 1)];
+        assert!(encode_block(&dup).is_err());
+    }
+
+    #[test]
+    fn oversized_and_foreign_blocks_are_refused() {
+        let block = encode_block(&[entry("a", 0, 0, 1)]).unwrap();
+        assert!(matches!(decode_block(&block, 4), Err(Error::Corrupt { .. })));
+        assert!(matches!(decode_block(b"not zstd", 1 << 20), Err(Error::Corrupt { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_round_trip(
+            keys in prop::collection::btree_set("[a-z/._ é]{1,12}", 0..60),
+            seed in any::<u64>(),
+        ) {
+            let entries: Vec<Entry> = keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let x = seed.wrapping_mul(i as u64 + 1);
+                    Entry {
+                        key: k,
+                        pack: (x % 3) as u32,
+                        offset: x >> 20,
+                        len: x % 5000,
+                        raw_len: x % 7000,
+                        mtime: Timestamp { secs: (x as i64) >> 30, nanos: (x % 1_000_000_000) as u32 },
+                        mode: (x % 0o7777) as u32,
+                        content_type: [None, Some("text/plain".to_owned()), Some("x/y".to_owned())][i % 3].clone(),
+                    }
+                })
+                .collect();
+            let block = encode_block(&entries)?;
+            prop_assert_eq!(decode_block(&block, 1 << 24)?, entries);
+        }
+    }
+}

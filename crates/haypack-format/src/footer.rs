@@ -1,0 +1,164 @@
+//! The fixed-size footer that ends every pack and leads to its trailing index.
+
+use crate::bytes::Reader;
+use crate::error::{Error, Result, corrupt};
+use crate::frame::{Container, Meta};
+
+/// The footer's magic: 0x89, "HPK", CR LF, SUB, LF — binary-looking, and mangled recognisably by
+/// line-ending conversion, like PNG's signature.
+pub const FOOTER_MAGIC: [u8; 8] = [0x89, b'H', b'P', b'K', 0x0d, 0x0a, 0x1a, 0x0a];
+/// The pack format version this build writes.
+pub const PACK_VERSION: u16 = 1;
+/// Length of the footer's payload.
+pub const FOOTER_LEN: usize = 44;
+/// Bytes to read from a pack's end to be sure to hold its footer, in either container.
+pub const FOOTER_TAIL: usize = 70;
+
+/// What a pack's footer records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footer {
+    /// The pack's container.
+    pub container: Container,
+    /// Number of records in the pack.
+    pub records: u64,
+    /// Offset of the framed pack index from the pack's start.
+    pub index_offset: u64,
+    /// Length of the framed pack index.
+    pub index_len: u64,
+    /// CRC-32C of the pack index payload (after unframing).
+    pub index_crc32c: u32,
+}
+
+impl Footer {
+    /// The footer, framed for its container: the last bytes of a pack.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(FOOTER_LEN);
+        p.extend_from_slice(&FOOTER_MAGIC);
+        p.extend_from_slice(&PACK_VERSION.to_le_bytes());
+        p.push(self.container.to_byte());
+        p.push(0);
+        p.extend_from_slice(&self.index_crc32c.to_le_bytes());
+        p.extend_from_slice(&self.index_offset.to_le_bytes());
+        p.extend_from_slice(&self.index_len.to_le_bytes());
+        p.extend_from_slice(&self.records.to_le_bytes());
+        p.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+        debug_assert_eq!(p.len(), FOOTER_LEN);
+        self.container.meta(Meta::Footer, &p)
+    }
+
+    /// Finds and decodes the footer at the end of `tail`, the last bytes of a pack of
+    /// `pack_len` bytes (at least [`FOOTER_TAIL`] of them, or the whole pack if shorter).
+    pub fn decode(tail: &[u8], pack_len: u64) -> Result<Self> {
+        // Where the payload sits in each container's footer frame, counted from the end.
+        let zstd = (tail.len().checked_sub(FOOTER_LEN), 8);
+        let gzip = (tail.len().checked_sub(FOOTER_LEN + 10), 16);
+        let candidates = [(Container::Zstd, zstd), (Container::Gzip, gzip)];
+        let found = candidates.iter().find_map(|&(c, (start, head))| {
+            let start = start?;
+            let payload = &tail[start..start + FOOTER_LEN];
+            (payload[..8] == FOOTER_MAGIC).then_some((c, start.checked_sub(head)?, payload))
+        });
+        let Some((container, frame_start, payload)) = found else {
+            if tail.len() < FOOTER_LEN {
+                return Err(Error::NotHaypack {
+                    what: "pack",
+                    detail: format!("{pack_len} bytes is too short to hold a footer"),
+                });
+            }
+            return Err(Error::NotHaypack {
+                what: "pack",
+                detail: "no haypack footer at its end (is it truncated, or not a pack?)".into(),
+            });
+        };
+        let frame = &tail[frame_start..];
+        let unframed = container.unmeta(Meta::Footer, frame)?;
+        debug_assert_eq!(unframed, payload);
+        let mut r = Reader::new(payload, "pack footer");
+        r.take(8)?;
+        let version = r.u16()?;
+        if version > PACK_VERSION {
+            return Err(Error::NewerVersion { what: "pack", found: version.into(), supported: PACK_VERSION.into() });
+        }
+        let stated = Container::from_byte(r.u8()?)?;
+        let _reserved = r.u8()?;
+        let footer = Footer {
+            container: stated,
+            index_crc32c: r.u32()?,
+            index_offset: r.u64()?,
+            index_len: r.u64()?,
+            records: r.u64()?,
+        };
+        let crc = r.u32()?;
+        let computed = crc32c::crc32c(&payload[..FOOTER_LEN - 4]);
+        if crc != computed {
+            return Err(Error::Checksum { what: "pack footer", expected: crc, found: computed });
+        }
+        if stated != container {
+            return Err(corrupt("pack footer", "container byte disagrees with the footer's framing"));
+        }
+        let footer_start = pack_len - (tail.len() - frame_start) as u64;
+        if footer.index_offset.checked_add(footer.index_len) != Some(footer_start) {
+            return Err(corrupt(
+                "pack footer",
+                format!(
+                    "index at {}+{} does not end where the footer starts ({footer_start})",
+                    footer.index_offset, footer.index_len
+                ),
+            ));
+        }
+        Ok(footer)
+    }
+
+    /// The length of the framed footer in this footer's container.
+    pub fn framed_len(&self) -> u64 {
+        match self.container {
+            Container::Zstd => 8 + FOOTER_LEN as u64,
+            Container::Gzip => 26 + FOOTER_LEN as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn footer(container: Container) -> Footer {
+        Footer { container, records: 7, index_offset: 1000, index_len: 234, index_crc32c: 0xabcd }
+    }
+
+    #[test]
+    fn footers_round_trip_at_the_end_of_a_pack() {
+        for c in [Container::Zstd, Container::Gzip] {
+            let f = footer(c);
+            let bytes = f.encode();
+            assert_eq!(bytes.len() as u64, f.framed_len());
+            assert!(bytes.len() <= FOOTER_TAIL);
+            let mut pack = vec![7u8; 1234];
+            pack.extend(&bytes);
+            let tail = &pack[pack.len() - FOOTER_TAIL..];
+            assert_eq!(Footer::decode(tail, pack.len() as u64).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn bad_footers_get_named_errors() {
+        let mut pack = vec![0u8; 1234];
+        pack.extend(footer(Container::Zstd).encode());
+        let len = pack.len() as u64;
+        let tail = |p: &[u8]| p[p.len() - FOOTER_TAIL..].to_vec();
+
+        let mut flipped = pack.clone();
+        let n = flipped.len();
+        flipped[n - 10] ^= 1;
+        assert!(matches!(Footer::decode(&tail(&flipped), len), Err(Error::Checksum { .. })));
+
+        let mut newer = pack.clone();
+        newer[n - FOOTER_LEN + 8] = 2;
+        assert!(matches!(Footer::decode(&tail(&newer), len), Err(Error::NewerVersion { found: 2, .. })));
+
+        assert!(matches!(Footer::decode(&[0u8; 70], 70), Err(Error::NotHaypack { .. })));
+        assert!(matches!(Footer::decode(b"tiny", 4), Err(Error::NotHaypack { .. })));
+        let truncated = &pack[..pack.len() - 1];
+        assert!(matches!(Footer::decode(&tail(truncated), len - 1), Err(Error::NotHaypack { .. })));
+    }
+}

@@ -1,0 +1,45 @@
+//! haypack's on-disk format, specified byte by byte in `docs/FORMAT.md`.
+//!
+//! This crate is pure: it turns values into bytes and bytes into values, through byte slices and
+//! `std::io::Write` only. It never opens a file or a socket, so the same code serves local packs,
+//! S3 range reads and the fuzzers.
+//!
+//! ```
+//! use haypack_format::{Compression, RecordMeta, Timestamp, decode_record, encode_record};
+//!
+//! let meta = RecordMeta {
+//!     key: "docs/hello.txt".into(),
+//!     mtime: Timestamp { secs: 1_700_000_000, nanos: 0 },
+//!     mode: 0o644,
+//!     content_type: Some("text/plain".into()),
+//! };
+//! let content = b"hello, haypack! ".repeat(64);
+//! let (header, record) = encode_record(Compression::default(), meta, &content)?;
+//! assert!(record.len() < content.len());
+//!
+//! // A record decodes on its own, and only after its checksum matched.
+//! let (decoded, bytes) = decode_record(&record)?;
+//! assert_eq!((decoded, bytes), (header, content));
+//! # Ok::<(), haypack_format::Error>(())
+//! ```
+
+mod bytes;
+mod codec;
+mod entries;
+mod error;
+mod footer;
+mod frame;
+mod header;
+mod manifest;
+
+pub use crate::bytes::{Reader, put_varint};
+pub use crate::codec::{
+    Compression, ContentDecoder, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta,
+    decode_record, encode_record,
+};
+pub use crate::entries::{Entry, decode_block, encode_block};
+pub use crate::error::{Error, Result};
+pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};
+pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
+pub use crate::header::{Codec, MAX_KEY_LEN, RecordHeader, Timestamp, check_key};
+pub use crate::manifest::{BlockRef, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef};

@@ -1,0 +1,86 @@
+//! The one error type of the packer.
+
+use std::path::PathBuf;
+
+/// What stopped a pack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory under the source could not be read.
+    #[error("cannot read {path}: {source} (pass --skip-unreadable to skip such files and go on)")]
+    Unreadable {
+        /// The path that failed.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file name that is not UTF-8 cannot become a key.
+    #[error("{path} has a name that is not UTF-8, so it cannot become a key; rename it or pass --skip-unreadable")]
+    NonUtf8Name {
+        /// The path, shown lossily.
+        path: PathBuf,
+    },
+    /// A path too long to be a key.
+    #[error("{path} is too long to become a key ({len} bytes, at most {max})")]
+    KeyTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its key length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The destination already holds an archive.
+    #[error("{dest} already holds a haypack archive (generation {generation}); pass --force to replace it")]
+    ArchiveExists {
+        /// The destination.
+        dest: String,
+        /// The generation found there.
+        generation: u64,
+    },
+    /// The destination holds something that is not a haypack archive.
+    #[error(
+        "{dest} is not empty ({objects} objects, such as {example}) and holds no haypack archive; refusing to write into it"
+    )]
+    NotEmpty {
+        /// The destination.
+        dest: String,
+        /// How many objects are there.
+        objects: usize,
+        /// One of them.
+        example: String,
+    },
+    /// Nothing to pack.
+    #[error("{src} holds no files to pack{}", if *.skipped > 0 { format!(" ({} skipped)", .skipped) } else { String::new() })]
+    EmptySource {
+        /// The source.
+        src: PathBuf,
+        /// Entries skipped.
+        skipped: usize,
+    },
+    /// The destination is inside the source, so the packer would pack its own output.
+    #[error("the destination {dest} is inside the source {src}; choose a destination outside it")]
+    DestInsideSource {
+        /// The source.
+        src: PathBuf,
+        /// The destination.
+        dest: PathBuf,
+    },
+    /// A temporary file for a large record failed.
+    #[error("temporary file for {path}: {source}")]
+    Temp {
+        /// The file being packed.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] haypack_store::Error),
+    /// Encoding failed, or an existing manifest could not be read.
+    #[error(transparent)]
+    Format(#[from] haypack_format::Error),
+}
+
+/// The packer's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

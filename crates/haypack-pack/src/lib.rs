@@ -1,0 +1,415 @@
+//! Packs a tree of files into a haypack archive.
+//!
+//! The walk visits files in key order; batches of small files are read and compressed in
+//! parallel (rayon) and appended in order; large files stream through a temporary file one at a
+//! time. Packs are cut at a target size, the archive index streams out behind them, and the
+//! manifest is written last: until then no reader sees the new generation.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use haypack_pack::{PackOptions, pack};
+//! use haypack_store::LocalStore;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let src = tempfile::tempdir()?;
+//! std::fs::write(src.path().join("hello.txt"), "hello, haypack")?;
+//! let dest = tempfile::tempdir()?;
+//! let store = Arc::new(LocalStore::new(dest.path().join("archive")));
+//! let report = pack(src.path(), store, PackOptions::default(), Arc::new(())).await?;
+//! assert_eq!(report.manifest.records, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod walk;
+mod writer;
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use haypack_format::{
+    Codec, Compression, ContentEncoder, MANIFEST_NAME, Manifest, PackRef, RecordHeader, RecordMeta, encode_record,
+};
+use haypack_store::{PutMode, Store};
+use rayon::prelude::*;
+
+pub use crate::error::{Error, Result};
+use crate::walk::{FileItem, Found};
+pub use crate::writer::INDEX_BLOCK_TARGET;
+use crate::writer::{IndexWriter, PackWriter, io_error};
+
+/// The default target pack size: large enough that a few packs hold millions of files, small
+/// enough that compaction can rewrite one quickly.
+pub const DEFAULT_PACK_SIZE: u64 = 256 << 20;
+/// Files larger than this stream through a temporary file instead of being read whole.
+const STREAM_THRESHOLD: u64 = 8 << 20;
+/// Raw bytes read and compressed at once, which bounds the packer's memory.
+const BATCH_BYTES: u64 = 32 << 20;
+/// Files read and compressed at once.
+const BATCH_FILES: usize = 2048;
+
+/// How to pack.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Container, codec level, and whether to compress at all.
+    pub compression: Compression,
+    /// Start a new pack once the current one reaches this many bytes.
+    pub pack_size: u64,
+    /// Skip files that cannot be read (or named) and report them, instead of failing.
+    pub skip_unreadable: bool,
+    /// Pack what symbolic links point to, instead of skipping them.
+    pub follow_symlinks: bool,
+    /// Replace an archive already at the destination (as a new generation).
+    pub force: bool,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            compression: Compression::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            skip_unreadable: false,
+            follow_symlinks: false,
+            force: false,
+        }
+    }
+}
+
+/// Told of the packer's progress; `()` ignores it.
+pub trait Progress: Send + Sync {
+    /// `files` files of `bytes` raw bytes were packed.
+    fn packed(&self, files: u64, bytes: u64);
+    /// A file was passed over.
+    fn skipped(&self, path: &Path, reason: &str) {
+        let _ = (path, reason);
+    }
+}
+
+impl Progress for () {
+    fn packed(&self, _: u64, _: u64) {}
+}
+
+/// A source entry the packer passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its path.
+    pub path: PathBuf,
+    /// Why it was passed over.
+    pub reason: String,
+}
+
+/// What a pack run did.
+#[derive(Debug, Clone)]
+pub struct PackReport {
+    /// The manifest it committed.
+    pub manifest: Manifest,
+    /// Entries passed over: symbolic links, special files, and with `skip_unreadable`
+    /// unreadable files.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Packs the tree at `src` into a new archive in `store`, committing its manifest last.
+///
+/// On failure nothing new is left behind: objects written so far are deleted, and an archive
+/// that was already there is untouched.
+pub async fn pack(
+    src: &Path,
+    store: Arc<dyn Store>,
+    opts: PackOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PackReport> {
+    let previous = previous_manifest(&*store, opts.force).await?;
+    let generation = previous.as_ref().map_or(0, |(m, _)| m.generation) + 1;
+    let first_id = previous.as_ref().and_then(|(m, _)| m.packs.iter().map(|p| p.id).max()).unwrap_or(0) + 1;
+
+    let (src, s) = (src.to_owned(), store.clone());
+    let mut packer = Packer::new(s, opts, progress, first_id);
+    let written = tokio::task::spawn_blocking(move || {
+        let result = packer.run(&src, generation);
+        (packer.written, packer.skipped, result)
+    })
+    .await
+    .expect("the packer does not panic");
+    let (written, skipped, result) = written;
+    let commit = async {
+        let (packs, index) = result?;
+        let manifest = Manifest {
+            generation,
+            records: packs.iter().map(|p| p.records).sum(),
+            raw_bytes: packs.iter().map(|p| p.raw_bytes).sum(),
+            packs,
+            index,
+            ..Manifest::empty(concat!("haypack ", env!("CARGO_PKG_VERSION")))
+        };
+        let mode = match &previous {
+            None => PutMode::Create,
+            Some((_, version)) => PutMode::Update(version.clone()),
+        };
+        store.put(MANIFEST_NAME, manifest.to_json().into(), mode).await?;
+        Ok(manifest)
+    };
+    match commit.await {
+        Ok(manifest) => Ok(PackReport { manifest, skipped }),
+        Err(e) => {
+            for name in written {
+                if let Err(cleanup) = store.delete(&name).await {
+                    tracing::warn!("could not remove {name} after a failed pack: {cleanup}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The manifest already at the destination and its version, refusing to go on unless `force`;
+/// and refusing a destination that holds other things.
+async fn previous_manifest(store: &dyn Store, force: bool) -> Result<Option<(Manifest, String)>> {
+    match store.head(MANIFEST_NAME).await {
+        Ok(meta) => {
+            let manifest = Manifest::parse(&store.get(MANIFEST_NAME).await?)?;
+            if !force {
+                return Err(Error::ArchiveExists { dest: store.describe(), generation: manifest.generation });
+            }
+            Ok(Some((manifest, meta.version)))
+        }
+        Err(haypack_store::Error::NotFound { .. }) => {
+            let objects = store.list("").await?;
+            if let Some(first) = objects.first() {
+                return Err(Error::NotEmpty {
+                    dest: store.describe(),
+                    objects: objects.len(),
+                    example: first.name.clone(),
+                });
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One encoded record, ready to append.
+struct Encoded {
+    header: RecordHeader,
+    bytes: Vec<u8>,
+}
+
+struct Packer {
+    store: Arc<dyn Store>,
+    opts: PackOptions,
+    progress: Arc<dyn Progress>,
+    next_id: u32,
+    packs: Vec<PackRef>,
+    /// Objects this run made visible, to delete if it fails.
+    written: Vec<String>,
+    skipped: Vec<Skipped>,
+}
+
+impl Packer {
+    fn new(store: Arc<dyn Store>, opts: PackOptions, progress: Arc<dyn Progress>, first_id: u32) -> Self {
+        Packer { store, opts, progress, next_id: first_id, packs: Vec::new(), written: Vec::new(), skipped: Vec::new() }
+    }
+
+    fn run(&mut self, src: &Path, generation: u64) -> Result<(Vec<PackRef>, haypack_format::IndexRef)> {
+        let mut index = IndexWriter::create(&*self.store, generation)?;
+        let mut pack: Option<PackWriter> = None;
+        let mut batch: Vec<FileItem> = Vec::new();
+        let mut batch_bytes = 0;
+        for found in walk::walk(src, self.opts.follow_symlinks) {
+            let item = match found {
+                Found::File(item) => item,
+                Found::Skipped { path, reason } => {
+                    self.skip(path, reason);
+                    continue;
+                }
+                Found::Failed(e) => {
+                    self.fail_or_skip(e)?;
+                    continue;
+                }
+            };
+            if item.len > STREAM_THRESHOLD {
+                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                batch_bytes = 0;
+                self.write_large(item, &mut pack, &mut index)?;
+                continue;
+            }
+            batch_bytes += item.len;
+            batch.push(item);
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
+                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                batch_bytes = 0;
+            }
+        }
+        self.write_batch(&mut batch, &mut pack, &mut index)?;
+        if let Some(p) = pack.take() {
+            self.finish_pack(p, &mut index)?;
+        }
+        if self.packs.is_empty() {
+            return Err(Error::EmptySource { src: src.to_owned(), skipped: self.skipped.len() });
+        }
+        let name = index.name().to_owned();
+        let index = index.finish()?;
+        self.written.push(name);
+        Ok((std::mem::take(&mut self.packs), index))
+    }
+
+    fn skip(&mut self, path: PathBuf, reason: String) {
+        tracing::debug!("skipping {}: {reason}", path.display());
+        self.progress.skipped(&path, &reason);
+        self.skipped.push(Skipped { path, reason });
+    }
+
+    /// With `skip_unreadable`, records a file-level failure and goes on; otherwise stops.
+    fn fail_or_skip(&mut self, e: Error) -> Result<()> {
+        let path = match &e {
+            Error::Unreadable { path, .. } | Error::NonUtf8Name { path } | Error::KeyTooLong { path, .. } => {
+                path.clone()
+            }
+            _ => return Err(e),
+        };
+        if !self.opts.skip_unreadable {
+            return Err(e);
+        }
+        self.skip(path, e.to_string());
+        Ok(())
+    }
+
+    fn current_pack<'a>(&mut self, pack: &'a mut Option<PackWriter>) -> Result<&'a mut PackWriter> {
+        if pack.is_none() {
+            let id = self.next_id;
+            self.next_id += 1;
+            *pack = Some(PackWriter::create(&*self.store, id, self.opts.compression.container)?);
+        }
+        Ok(pack.as_mut().expect("just created"))
+    }
+
+    fn finish_pack(&mut self, pack: PackWriter, index: &mut IndexWriter) -> Result<()> {
+        let name = pack.name().to_owned();
+        let (pack_ref, entries) = pack.finish()?;
+        tracing::debug!("finished {name}: {} records, {} bytes", pack_ref.records, pack_ref.size);
+        self.written.push(name);
+        self.packs.push(pack_ref);
+        index.extend(entries)
+    }
+
+    /// Reads and compresses a batch of small files in parallel, then appends them in order.
+    fn write_batch(
+        &mut self,
+        batch: &mut Vec<FileItem>,
+        pack: &mut Option<PackWriter>,
+        index: &mut IndexWriter,
+    ) -> Result<()> {
+        let compression = self.opts.compression;
+        let encoded: Vec<Result<Encoded>> = batch.par_iter().map(|item| encode_small(item, compression)).collect();
+        for (item, enc) in batch.drain(..).zip(encoded) {
+            let enc = match enc {
+                Ok(enc) => enc,
+                Err(e) => {
+                    self.fail_or_skip(e)?;
+                    continue;
+                }
+            };
+            let p = self.current_pack(pack)?;
+            let start = p.len();
+            p.write(&enc.bytes).map_err(|e| io_error(p.name(), e))?;
+            p.add_entry(&enc.header, start);
+            self.progress.packed(1, item.len);
+            if p.len() >= self.opts.pack_size {
+                let full = pack.take().expect("current pack");
+                self.finish_pack(full, index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams one large file: encoded into a temporary file (its header needs the encoded
+    /// length and checksum, known only at the end), then copied into a pack. A file larger than
+    /// the pack size gets a pack of its own.
+    fn write_large(&mut self, item: FileItem, pack: &mut Option<PackWriter>, index: &mut IndexWriter) -> Result<()> {
+        let (header, mut temp, suffix) = match encode_large(&item, self.opts.compression) {
+            Ok(done) => done,
+            Err(e) => return self.fail_or_skip(e),
+        };
+        let own_pack = header.raw_len > self.opts.pack_size;
+        if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
+            self.finish_pack(p, index)?;
+        }
+        let p = self.current_pack(pack)?;
+        let start = p.len();
+        let container = self.opts.compression.container;
+        p.write(&container.record_prefix(&header)?).map_err(|e| io_error(p.name(), e))?;
+        let temp_err = |source| Error::Temp { path: item.path.clone(), source };
+        temp.rewind().map_err(temp_err)?;
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = temp.read(&mut buf).map_err(temp_err)?;
+            if n == 0 {
+                break;
+            }
+            p.write(&buf[..n]).map_err(|e| io_error(p.name(), e))?;
+        }
+        p.write(&suffix).map_err(|e| io_error(p.name(), e))?;
+        p.add_entry(&header, start);
+        self.progress.packed(1, header.raw_len);
+        if own_pack || p.len() >= self.opts.pack_size {
+            let full = pack.take().expect("current pack");
+            self.finish_pack(full, index)?;
+        }
+        Ok(())
+    }
+}
+
+fn unreadable(item: &FileItem) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    |source| Error::Unreadable { path: item.path.clone(), source }
+}
+
+fn meta_of(item: &FileItem) -> RecordMeta {
+    RecordMeta {
+        key: item.key.clone(),
+        mtime: item.mtime,
+        mode: item.mode,
+        content_type: mime_guess::from_path(&item.key).first_raw().map(str::to_owned),
+    }
+}
+
+fn encode_small(item: &FileItem, compression: Compression) -> Result<Encoded> {
+    let raw = std::fs::read(&item.path).map_err(unreadable(item))?;
+    let (header, bytes) = encode_record(compression, meta_of(item), &raw)?;
+    Ok(Encoded { header, bytes })
+}
+
+/// Encodes a large file into an anonymous temporary file. Whether to compress is decided on the
+/// first MiB, so incompressible media is stored without compressing all of it first.
+fn encode_large(item: &FileItem, compression: Compression) -> Result<(RecordHeader, std::fs::File, Vec<u8>)> {
+    let container = compression.container;
+    let mut file = std::fs::File::open(&item.path).map_err(unreadable(item))?;
+    let mut sample = Vec::with_capacity(1 << 20);
+    (&mut file).take(1 << 20).read_to_end(&mut sample).map_err(unreadable(item))?;
+    let codec = if compression.compress {
+        let trial = encode_record(compression, meta_of(item), &sample)?.0;
+        if trial.codec == Codec::Stored { Codec::Stored } else { container.codec() }
+    } else {
+        Codec::Stored
+    };
+    let temp = tempfile::tempfile().map_err(|source| Error::Temp { path: item.path.clone(), source })?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, temp);
+    let mut enc = ContentEncoder::new(container, codec, compression.level, None, out)?;
+    enc.write_all(&sample).map_err(|source| Error::Temp { path: item.path.clone(), source })?;
+    std::io::copy(&mut file, &mut enc).map_err(unreadable(item))?;
+    let (out, summary) = enc.finish()?;
+    let temp = out.into_inner().map_err(|e| Error::Temp { path: item.path.clone(), source: e.into_error() })?;
+    let meta = meta_of(item);
+    let header = RecordHeader {
+        key: meta.key,
+        codec,
+        raw_len: summary.raw_len,
+        stored_len: summary.stored_len,
+        crc32c: summary.crc32c,
+        mtime: meta.mtime,
+        mode: meta.mode,
+        content_type: meta.content_type,
+        dict_id: 0,
+    };
+    Ok((header, temp, container.record_suffix(summary.crc32_ieee, summary.raw_len)))
+}

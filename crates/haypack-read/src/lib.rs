@@ -1,0 +1,264 @@
+//! Reads haypack archives from any [`Store`]: a lookup decodes one index block (cached) and reads
+//! one byte range of one pack, and no byte reaches the caller before its checksum matched.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use haypack_read::Archive;
+//! use haypack_store::LocalStore;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let src = tempfile::tempdir()?;
+//! # std::fs::create_dir(src.path().join("notes"))?;
+//! # std::fs::write(src.path().join("notes/hello.txt"), "hello, haypack")?;
+//! # let dest = tempfile::tempdir()?;
+//! # let store = Arc::new(LocalStore::new(dest.path()));
+//! # haypack_pack::pack(src.path(), store.clone(), Default::default(), Arc::new(())).await?;
+//! let archive = Archive::open(store).await?;
+//! assert_eq!(archive.get("notes/hello.txt").await?, b"hello, haypack");
+//! assert_eq!(archive.stat("notes/hello.txt").await?.raw_len, 14);
+//! let keys: Vec<String> = archive.list("notes/").await?.into_iter().map(|e| e.key).collect();
+//! assert_eq!(keys, ["notes/hello.txt"]);
+//! assert!(archive.verify().await?.problems.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod extract;
+mod verify;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use haypack_format::{ContentDecoder, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
+use haypack_store::Store;
+
+pub use crate::error::{Error, Result};
+pub use crate::extract::{ExtractReport, safe_path};
+pub use crate::verify::VerifyReport;
+
+/// Index blocks kept decoded in memory.
+const BLOCK_CACHE: usize = 32;
+/// The largest an index block may expand to: blocks target 256 KiB, so this only stops a
+/// corrupt or hostile size field from allocating gigabytes.
+const MAX_BLOCK_RAW: usize = 64 << 20;
+/// Records up to this size are read with one range request; larger ones stream in chunks.
+const WHOLE_RECORD: u64 = 16 << 20;
+/// Chunk size for streaming large records.
+const CHUNK: u64 = 8 << 20;
+
+/// An open archive, pinned to the manifest generation it opened.
+#[derive(Debug)]
+pub struct Archive {
+    store: Arc<dyn Store>,
+    manifest: Manifest,
+    packs: HashMap<u32, PackRef>,
+    blocks: Mutex<BlockCache>,
+}
+
+#[derive(Debug, Default)]
+struct BlockCache {
+    map: HashMap<usize, Arc<Vec<Entry>>>,
+    order: VecDeque<usize>,
+}
+
+impl Archive {
+    /// Opens the archive in `store`: one read, of its manifest.
+    pub async fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let archive = store.describe();
+        let bytes = match store.get(MANIFEST_NAME).await {
+            Ok(b) => b,
+            Err(haypack_store::Error::NotFound { .. }) => return Err(Error::NoArchive { archive }),
+            Err(e) => return Err(e.into()),
+        };
+        let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { archive, source })?;
+        let packs = manifest.packs.iter().map(|p| (p.id, p.clone())).collect();
+        Ok(Archive { store, manifest, packs, blocks: Mutex::default() })
+    }
+
+    /// The manifest of the pinned generation.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The store the archive lives in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    /// The decoded index block `i`, from the cache or the store.
+    async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
+        if let Some(b) = self.blocks.lock().expect("cache lock").map.get(&i) {
+            return Ok(b.clone());
+        }
+        let r = &self.manifest.index.blocks[i];
+        let name = &self.manifest.index.name;
+        let corrupt = |detail: String| Error::Corrupt { object: name.clone(), offset: r.offset, key: None, detail };
+        let bytes = self.store.get_range(name, r.offset..r.offset + r.len).await.map_err(|e| match e {
+            haypack_store::Error::OutOfRange { size, .. } => {
+                corrupt(format!("index is {size} bytes, the manifest says {}: truncated", self.manifest.index.size))
+            }
+            e => e.into(),
+        })?;
+        let crc = crc32c::crc32c(&bytes);
+        if crc != r.crc32c {
+            return Err(corrupt(format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c)));
+        }
+        let entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| corrupt(e.to_string()))?;
+        if entries.len() as u64 != r.records || entries.first().map(|e| &e.key) != Some(&r.first_key) {
+            return Err(corrupt("index block disagrees with the manifest's root".into()));
+        }
+        let entries = Arc::new(entries);
+        let mut cache = self.blocks.lock().expect("cache lock");
+        if cache.order.len() >= BLOCK_CACHE
+            && let Some(old) = cache.order.pop_front()
+        {
+            cache.map.remove(&old);
+        }
+        cache.order.push_back(i);
+        cache.map.insert(i, entries.clone());
+        Ok(entries)
+    }
+
+    /// The index entry of `key`: where it is and what `ls --long` shows. Reads at most one
+    /// index block.
+    pub async fn stat(&self, key: &str) -> Result<Entry> {
+        let not_found = || Error::NotFound { key: key.to_owned(), archive: self.describe() };
+        let i = self.manifest.block_for(key).ok_or_else(not_found)?;
+        let block = self.block(i).await?;
+        let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
+        Ok(block[at].clone())
+    }
+
+    /// The content of `key`, verified.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let entry = self.stat(key).await?;
+        let mut out = Vec::with_capacity(entry.raw_len.min(WHOLE_RECORD) as usize);
+        self.read_entry(&entry, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Streams the content of `key` into `out`, verified; large records never sit whole in
+    /// memory. If the check fails after some bytes were written, `out` must be discarded: the
+    /// error says so.
+    pub async fn get_to(&self, key: &str, out: &mut (dyn Write + Send)) -> Result<Entry> {
+        let entry = self.stat(key).await?;
+        self.read_entry(&entry, out).await?;
+        Ok(entry)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.scan(prefix, |e| {
+            out.push(e.clone());
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Calls `f` on each entry whose key starts with `prefix`, in key order, until it returns
+    /// false. Reads only the index blocks that can hold such keys.
+    pub async fn scan(&self, prefix: &str, mut f: impl FnMut(&Entry) -> bool) -> Result<()> {
+        let first = self.manifest.block_for(prefix).unwrap_or(0);
+        for i in first..self.manifest.index.blocks.len() {
+            if !self.manifest.index.blocks[i].first_key.starts_with(prefix)
+                && self.manifest.index.blocks[i].first_key.as_str() > prefix
+            {
+                break;
+            }
+            let block = self.block(i).await?;
+            let start = block.partition_point(|e| e.key.as_str() < prefix);
+            for e in &block[start..] {
+                if !e.key.starts_with(prefix) {
+                    return Ok(());
+                }
+                if !f(e) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pack_of(&self, entry: &Entry) -> Result<&PackRef> {
+        self.packs.get(&entry.pack).ok_or_else(|| Error::Corrupt {
+            object: self.manifest.index.name.clone(),
+            offset: 0,
+            key: Some(entry.key.clone()),
+            detail: format!("the index names pack {}, which the manifest does not list", entry.pack),
+        })
+    }
+
+    /// Reads, decodes and verifies one record into `out`.
+    pub(crate) async fn read_entry(&self, entry: &Entry, out: &mut (dyn Write + Send)) -> Result<()> {
+        let pack = self.pack_of(entry)?;
+        let corrupt = |detail: String| Error::Corrupt {
+            object: pack.name.clone(),
+            offset: entry.offset,
+            key: Some(entry.key.clone()),
+            detail,
+        };
+        let end = entry.offset.checked_add(entry.len).filter(|&end| end <= pack.size);
+        let Some(end) = end else {
+            return Err(corrupt(format!("record runs past the pack's end ({} bytes)", pack.size)));
+        };
+        let fetch = |range: std::ops::Range<u64>| async move {
+            self.store.get_range(&pack.name, range).await.map_err(|e| match e {
+                haypack_store::Error::OutOfRange { size, .. } => {
+                    corrupt(format!("pack is truncated at {size} of {} bytes", pack.size))
+                }
+                e => e.into(),
+            })
+        };
+        let first =
+            fetch(entry.offset..end.min(entry.offset + if entry.len <= WHOLE_RECORD { entry.len } else { CHUNK }))
+                .await?;
+        let frame = RecordFrame::parse(&first).map_err(|e| corrupt(e.to_string()))?;
+        check_header(&frame, entry).map_err(corrupt)?;
+        // The sink failing (a closed pipe, a full disk) is not corruption.
+        let fail = |e: haypack_format::Error| match e {
+            haypack_format::Error::Io(e) => Error::Output(e),
+            e => corrupt(e.to_string()),
+        };
+        let prefix = frame.prefix_len as usize;
+        let mut decoder = ContentDecoder::new(frame, out).map_err(fail)?;
+        decoder.push(&first[prefix..]).map_err(fail)?;
+        let mut at = entry.offset + first.len() as u64;
+        while at < end {
+            let next = (at + CHUNK).min(end);
+            let chunk = fetch(at..next).await?;
+            decoder.push(&chunk).map_err(fail)?;
+            at = next;
+        }
+        decoder.finish().map_err(fail)?;
+        Ok(())
+    }
+}
+
+/// The record's own header must say what the index says about it.
+fn check_header(frame: &RecordFrame, entry: &Entry) -> Result<(), String> {
+    let h = &frame.header;
+    let mismatch = |field: &str, found: String, expected: String| {
+        Err(format!("record header {field} is {found}, the index says {expected}"))
+    };
+    if h.key != entry.key {
+        return mismatch("key", format!("{:?}", h.key), format!("{:?}", entry.key));
+    }
+    if frame.record_len() != entry.len {
+        return mismatch("length", frame.record_len().to_string(), entry.len.to_string());
+    }
+    if h.raw_len != entry.raw_len {
+        return mismatch("raw length", h.raw_len.to_string(), entry.raw_len.to_string());
+    }
+    if h.mtime != entry.mtime || h.mode != entry.mode || h.content_type != entry.content_type {
+        return Err("record header metadata (mtime, mode or content type) disagrees with the index".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! `verify`: read every byte of an archive and check every structure in it.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use haypack_format::{ContentDecoder, Entry, FOOTER_TAIL, Footer, Meta, PackRef, RecordFrame, decode_block};
+
+use crate::{Archive, CHUNK, Result, check_header};
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Packs read.
+    pub packs: u64,
+    /// Records decoded and checked.
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Everything wrong, one line each, naming the object and offset; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+/// An order-independent digest of a set of index entries, to prove that the archive index and
+/// a pack's own index describe the same records without holding either whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Digest {
+    count: u64,
+    sum: u64,
+}
+
+impl Digest {
+    fn add(&mut self, e: &Entry) {
+        let mut h = DefaultHasher::new();
+        (&e.key, e.offset, e.len, e.raw_len, e.mtime, e.mode, &e.content_type).hash(&mut h);
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(h.finish());
+    }
+}
+
+impl Archive {
+    /// Reads the whole archive and checks everything: the index blocks against the root, every
+    /// pack's size, checksum, footer and own index, every record's framing, header and content
+    /// checksum, and that the archive index and the packs' indexes agree record for record.
+    /// Problems are collected, not returned as errors; an `Err` means the store itself failed.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let indexed = self.verify_index(&mut report).await?;
+        for pack in &self.manifest.packs {
+            report.packs += 1;
+            let want = indexed.get(&pack.id).copied().unwrap_or_default();
+            match self.verify_pack(pack, &mut report).await {
+                Ok(found) if found != want => report.problems.push(format!(
+                    "{}: its own index lists {} records that the archive index does not match ({} there)",
+                    pack.name, found.count, want.count
+                )),
+                Ok(_) => {}
+                Err(problem) => report.problems.push(format!("{}: {problem}", pack.name)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks every archive index block; returns each pack's digest as the index sees it.
+    async fn verify_index(&self, report: &mut VerifyReport) -> Result<HashMap<u32, Digest>> {
+        let mut digests: HashMap<u32, Digest> = HashMap::new();
+        let mut last: Option<String> = None;
+        for i in 0..self.manifest.index.blocks.len() {
+            let block = match self.block(i).await {
+                Ok(b) => b,
+                Err(crate::Error::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            report.bytes += self.manifest.index.blocks[i].len;
+            if let (Some(prev), Some(first)) = (&last, block.first())
+                && *prev >= first.key
+            {
+                report.problems.push(format!("{}: block {i} is out of key order", self.manifest.index.name));
+            }
+            last = block.last().map(|e| e.key.clone());
+            for e in block.iter() {
+                if !self.packs.contains_key(&e.pack) {
+                    report
+                        .problems
+                        .push(format!("index entry {:?} names pack {}, which is not in the manifest", e.key, e.pack));
+                }
+                digests.entry(e.pack).or_default().add(&Entry { pack: 0, ..e.clone() });
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Reads one pack end to end. Returns the digest of its own index, or the first problem.
+    async fn verify_pack(&self, pack: &PackRef, report: &mut VerifyReport) -> Result<Digest, String> {
+        let store = &self.store;
+        let meta = store.head(&pack.name).await.map_err(|e| e.to_string())?;
+        if meta.size != pack.size {
+            return Err(format!("pack is {} bytes, the manifest says {}: truncated or replaced", meta.size, pack.size));
+        }
+        let get = |range: std::ops::Range<u64>| async move {
+            store.get_range(&pack.name, range).await.map_err(|e| e.to_string())
+        };
+        let tail_start = pack.size.saturating_sub(FOOTER_TAIL as u64);
+        let tail = get(tail_start..pack.size).await?;
+        let footer = Footer::decode(&tail, pack.size).map_err(|e| format!("footer: {e}"))?;
+        if footer.records != pack.records {
+            return Err(format!("footer counts {} records, the manifest {}", footer.records, pack.records));
+        }
+        let framed = get(footer.index_offset..footer.index_offset + footer.index_len).await?;
+        let at = |e: haypack_format::Error| format!("pack index at offset {}: {e}", footer.index_offset);
+        let payload = footer.container.unmeta(Meta::Index, &framed).map_err(at)?;
+        let crc = crc32c::crc32c(&payload);
+        if crc != footer.index_crc32c {
+            return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
+        }
+        let mut entries = decode_block(&payload, usize::MAX).map_err(at)?;
+        let mut digest = Digest::default();
+        entries.iter().for_each(|e| digest.add(e));
+        if entries.len() as u64 != footer.records {
+            return Err(format!("pack index lists {} records, footer says {}", entries.len(), footer.records));
+        }
+
+        // Records must tile the pack from 0 to its index. Read them in runs of up to CHUNK
+        // bytes, hashing as we go, so the whole-pack checksum costs no second read.
+        entries.sort_by_key(|e| e.offset);
+        let mut crc = 0u32;
+        let mut pos = 0u64;
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            if e.offset != pos {
+                return Err(format!("record {:?} starts at {}, expected {pos}", e.key, e.offset));
+            }
+            if e.len > CHUNK {
+                crc = self.verify_large(pack, e, crc).await?;
+                pos += e.len;
+                i += 1;
+                report.records += 1;
+            } else {
+                let mut j = i;
+                let mut end = pos;
+                while j < entries.len() && entries[j].offset == end && end - pos + entries[j].len <= CHUNK {
+                    end += entries[j].len;
+                    j += 1;
+                }
+                let run = get(pos..end).await?;
+                crc = crc32c::crc32c_append(crc, &run);
+                for e in &entries[i..j] {
+                    let bytes = &run[(e.offset - pos) as usize..(e.offset - pos + e.len) as usize];
+                    verify_record(bytes, e).map_err(|p| format!("record {:?} at offset {}: {p}", e.key, e.offset))?;
+                }
+                report.records += (j - i) as u64;
+                pos = end;
+                i = j;
+            }
+        }
+        if pos != footer.index_offset {
+            return Err(format!("records end at {pos}, the pack index starts at {}", footer.index_offset));
+        }
+        crc = crc32c::crc32c_append(crc, &framed);
+        let footer_bytes = &tail[tail.len() - (pack.size - footer.index_offset - footer.index_len) as usize..];
+        crc = crc32c::crc32c_append(crc, footer_bytes);
+        if crc != pack.crc32c {
+            return Err(format!("pack checksum {crc:#010x}, the manifest says {:#010x}", pack.crc32c));
+        }
+        report.bytes += pack.size;
+        Ok(digest)
+    }
+
+    /// Streams one large record through its decoder; returns the running pack checksum.
+    async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, String> {
+        let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
+        let end = e.offset + e.len;
+        let mut decoder: Option<ContentDecoder<std::io::Sink>> = None;
+        let mut pos = e.offset;
+        while pos < end {
+            let next = (pos + CHUNK).min(end);
+            let chunk = self.store.get_range(&pack.name, pos..next).await.map_err(|e| e.to_string())?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            let body = match &mut decoder {
+                Some(d) => {
+                    d.push(&chunk).map_err(|x| at(x.to_string()))?;
+                    None
+                }
+                None => {
+                    let frame = RecordFrame::parse(&chunk).map_err(|x| at(x.to_string()))?;
+                    check_header(&frame, e).map_err(at)?;
+                    let prefix = frame.prefix_len as usize;
+                    let mut d = ContentDecoder::new(frame, std::io::sink()).map_err(|x| at(x.to_string()))?;
+                    d.push(&chunk[prefix..]).map_err(|x| at(x.to_string()))?;
+                    Some(d)
+                }
+            };
+            if body.is_some() {
+                decoder = body;
+            }
+            pos = next;
+        }
+        decoder.ok_or_else(|| at("empty".into()))?.finish().map_err(|x| at(x.to_string()))?;
+        Ok(crc)
+    }
+}
+
+fn verify_record(bytes: &[u8], e: &Entry) -> Result<(), String> {
+    let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
+    check_header(&frame, e)?;
+    let prefix = frame.prefix_len as usize;
+    let mut d = ContentDecoder::new(frame, std::io::sink()).map_err(|x| x.to_string())?;
+    d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
+    d.finish().map_err(|x| x.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Where haypack archives live.
+//!
+//! An archive is a handful of named objects (a manifest, packs, an index). A [`Store`] keeps
+//! them: the [`LocalStore`] in a directory, and any S3-compatible bucket through the S3 store.
+//! Everything above this crate speaks only this trait, and the [`conformance`] suite holds
+//! every store to the same behaviour.
+//!
+//! ```
+//! use haypack_store::{LocalStore, PutMode, Store};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> haypack_store::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = LocalStore::new(dir.path());
+//! store.put("manifest.json", b"{}".to_vec().into(), PutMode::Create).await?;
+//! assert_eq!(&store.get_range("manifest.json", 0..1).await?[..], b"{");
+//! // A second create loses: commits cannot silently overwrite each other.
+//! assert!(store.put("manifest.json", b"{}".to_vec().into(), PutMode::Create).await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod conformance;
+mod error;
+mod local;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+pub use crate::error::{Error, Result};
+pub use crate::local::LocalStore;
+
+/// How a `put` treats an object that already exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace it.
+    Overwrite,
+    /// Fail with [`Error::Conflict`] if it exists.
+    Create,
+    /// Replace it only if its version is still this one, else fail with [`Error::Conflict`].
+    Update(String),
+}
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's name, relative to the store's root.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// An opaque version that changes whenever the object is replaced.
+    pub version: String,
+}
+
+/// A streaming write of one object, which appears under its name only once finished: a reader
+/// never sees half an object, and a dropped writer leaves nothing behind.
+pub trait ObjectWriter: std::io::Write + Send {
+    /// Makes the object visible under its name (replacing any older one).
+    fn finish(self: Box<Self>) -> Result<ObjectMeta>;
+}
+
+/// A place that keeps named objects: the only thing haypack needs from storage.
+///
+/// Names are relative, `/`-separated and plain (no `.`, `..` or empty components).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The store as the user named it (a path, an `s3://` URL), for messages.
+    fn describe(&self) -> String;
+
+    /// Reads a whole object.
+    async fn get(&self, name: &str) -> Result<Bytes>;
+
+    /// Reads `range` of an object; the range must lie within it.
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// An object's size and version.
+    async fn head(&self, name: &str) -> Result<ObjectMeta>;
+
+    /// Writes a whole object at once, atomically.
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta>;
+
+    /// Starts a streaming write of an object, for packs too large to hold in memory. The writer
+    /// does blocking I/O: use it from a blocking thread.
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Every object whose name starts with `prefix`, sorted by name.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, name: &str) -> Result<()>;
+}
+
+/// Checks that `name` is a plain relative object name.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |detail| Err(Error::InvalidName { name: name.to_owned(), detail });
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.starts_with('/') {
+        return bad("it is absolute");
+    }
+    if name.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return bad("it has an empty, `.` or `..` component");
+    }
+    if name.contains(['\\', '\0']) {
+        return bad("it contains a backslash or NUL");
+    }
+    Ok(())
+}
+
+/// Checks a range against an object's size.
+pub(crate) fn check_range(store: &dyn Store, name: &str, range: &Range<u64>, size: u64) -> Result<()> {
+    if range.start > range.end || range.end > size {
+        return Err(Error::OutOfRange {
+            store: store.describe(),
+            name: name.to_owned(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}

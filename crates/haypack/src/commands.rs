@@ -1,0 +1,302 @@
+//! The subcommands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry};
+use haypack_pack::PackOptions;
+use haypack_read::Archive;
+use haypack_store::{LocalStore, Store};
+
+use crate::human::bytes;
+use crate::progress::Bar;
+use crate::{Cli, CodecArg, Command};
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Pack { src, dest, codec, level, pack_size, skip_unreadable, follow_symlinks, force } => {
+            let compression = match codec {
+                CodecArg::Zstd => Compression {
+                    container: Container::Zstd,
+                    level: level.unwrap_or(DEFAULT_ZSTD_LEVEL),
+                    compress: true,
+                },
+                CodecArg::Gzip => Compression {
+                    container: Container::Gzip,
+                    level: level.unwrap_or(DEFAULT_GZIP_LEVEL as i32),
+                    compress: true,
+                },
+                CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
+            };
+            let opts = PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force };
+            pack(&src, &dest, opts, quiet).await
+        }
+        Command::Get { archive, key, output } => get(&archive, &key, output.as_deref()).await,
+        Command::Ls { archive, prefix, long, json } => ls(&archive, &prefix, long, json).await,
+        Command::Extract { archive, dir, prefix } => extract(&archive, &dir, &prefix, quiet).await,
+        Command::Verify { archive } => verify(&archive, quiet).await,
+        Command::Info { archive, json } => info(&archive, json).await,
+    }
+}
+
+/// The store an archive location names.
+fn store_for(location: &str) -> Result<Arc<dyn Store>> {
+    if location.contains("://") {
+        bail!("{location}: only local archives (a directory path) are supported by this build");
+    }
+    Ok(Arc::new(LocalStore::new(location)))
+}
+
+async fn open(location: &str) -> Result<Archive> {
+    Ok(Archive::open(store_for(location)?).await?)
+}
+
+async fn pack(src: &Path, dest: &str, opts: PackOptions, quiet: bool) -> Result<ExitCode> {
+    let meta = std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
+    let store = store_for(dest)?;
+    if meta.is_dir() {
+        refuse_dest_inside_src(src, Path::new(dest))?;
+    }
+    let bar = Arc::new(Bar::new(quiet, "packing"));
+    count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
+    let started = Instant::now();
+    let report = haypack_pack::pack(src, store, opts, bar.clone()).await;
+    bar.finish();
+    let report = report.with_context(|| format!("packing {} into {dest}", src.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !quiet {
+        let m = &report.manifest;
+        let stored = m.pack_bytes();
+        eprintln!(
+            "packed {} files, {} into {} in {} pack(s) ({:.2}x) in {secs:.2} s: {:.0} files/s, {:.1} MiB/s",
+            m.records,
+            bytes(m.raw_bytes),
+            bytes(stored),
+            m.packs.len(),
+            m.raw_bytes as f64 / stored.max(1) as f64,
+            m.records as f64 / secs,
+            m.raw_bytes as f64 / secs / 1048576.0,
+        );
+        eprintln!(
+            "index: {} ({:.1} bytes per record); archive: {dest} (generation {})",
+            bytes(m.index.size),
+            m.index.size as f64 / m.records.max(1) as f64,
+            m.generation
+        );
+        for s in &report.skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Packing into a directory inside the source would pack the archive into itself.
+fn refuse_dest_inside_src(src: &Path, dest: &Path) -> Result<()> {
+    let src = src.canonicalize().with_context(|| format!("resolving {}", src.display()))?;
+    // DEST may not exist yet: resolve its nearest existing ancestor.
+    let mut probe = std::path::absolute(dest)?;
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match probe.canonicalize() {
+            Ok(p) => break rest.into_iter().rev().fold(p, |p: PathBuf, c| p.join(c)),
+            Err(_) => match (probe.file_name().map(|f| f.to_owned()), probe.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    probe = parent.to_owned();
+                }
+                _ => break probe,
+            },
+        }
+    };
+    if resolved.starts_with(&src) {
+        return Err(haypack_pack::Error::DestInsideSource { src, dest: resolved }.into());
+    }
+    Ok(())
+}
+
+/// Counts the source's bytes on a side thread, so the bar gets a total (and an ETA) without
+/// delaying the start of packing.
+fn count_in_background(src: PathBuf, follow: bool, bar: Arc<Bar>) {
+    std::thread::spawn(move || {
+        let total: u64 = walkdir_sizes(&src, follow);
+        bar.set_total(total);
+    });
+}
+
+fn walkdir_sizes(src: &Path, follow: bool) -> u64 {
+    fn visit(p: &Path, follow: bool) -> u64 {
+        let meta = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+        match meta {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(m) if m.is_dir() => {
+                std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| visit(&e.path(), follow)).sum()).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+    visit(src, follow)
+}
+
+async fn get(location: &str, key: &str, output: Option<&Path>) -> Result<ExitCode> {
+    let archive = open(location).await?;
+    match output {
+        None => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            archive.get_to(key, &mut out).await?;
+            out.flush()?;
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed check leaves no file.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut temp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            let mut out = std::io::BufWriter::new(temp.as_file_mut());
+            archive.get_to(key, &mut out).await?;
+            out.flush().with_context(|| format!("writing {}", path.display()))?;
+            drop(out);
+            temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(location: &str, prefix: &str, long: bool, json: bool) -> Result<ExitCode> {
+    let archive = open(location).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed: Option<std::io::Error> = None;
+    archive
+        .scan(prefix, |e| {
+            let line = if json {
+                entry_json(e).to_string()
+            } else if long {
+                format!("{:o} {:>12} {} {}", e.mode, e.raw_len, e.mtime.secs, e.key)
+            } else {
+                e.key.clone()
+            };
+            match writeln!(out, "{line}") {
+                Ok(()) => true,
+                Err(err) => {
+                    failed = Some(err);
+                    false
+                }
+            }
+        })
+        .await?;
+    if let Some(err) = failed {
+        return Err(err.into());
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_json(e: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "key": e.key,
+        "size": e.raw_len,
+        "stored": e.len,
+        "mtime": e.mtime.secs,
+        "mtime_nanos": e.mtime.nanos,
+        "mode": format!("{:o}", e.mode),
+        "content_type": e.content_type,
+        "pack": e.pack,
+        "offset": e.offset,
+    })
+}
+
+async fn extract(location: &str, dir: &Path, prefix: &str, quiet: bool) -> Result<ExitCode> {
+    let archive = open(location).await?;
+    let bar = Bar::new(quiet, "extracting");
+    let total: u64 = archive.list(prefix).await?.iter().map(|e| e.raw_len).sum();
+    bar.set_total(total);
+    let started = Instant::now();
+    let report = archive.extract(dir, prefix, |n| bar.inc(1, n)).await;
+    bar.finish();
+    let report = report.with_context(|| format!("extracting {location} into {}", dir.display()))?;
+    if !quiet {
+        eprintln!(
+            "extracted {} files, {} into {} in {:.2} s",
+            report.files,
+            bytes(report.bytes),
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(location: &str, quiet: bool) -> Result<ExitCode> {
+    let archive = open(location).await?;
+    let started = Instant::now();
+    let report = archive.verify().await?;
+    for p in &report.problems {
+        println!("BAD {p}");
+    }
+    if !quiet {
+        eprintln!(
+            "verified {} records in {} packs, {} read in {:.2} s: {}",
+            report.records,
+            report.packs,
+            bytes(report.bytes),
+            started.elapsed().as_secs_f64(),
+            if report.problems.is_empty() {
+                "all good".to_owned()
+            } else {
+                format!("{} problem(s)", report.problems.len())
+            }
+        );
+    }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn info(location: &str, json: bool) -> Result<ExitCode> {
+    let archive = open(location).await?;
+    let m = archive.manifest();
+    let stored = m.pack_bytes();
+    let per_record = |n: u64| n as f64 / m.records.max(1) as f64;
+    if json {
+        let v = serde_json::json!({
+            "archive": location,
+            "generation": m.generation,
+            "records": m.records,
+            "packs": m.packs.len(),
+            "raw_bytes": m.raw_bytes,
+            "stored_bytes": stored,
+            "ratio": m.raw_bytes as f64 / stored.max(1) as f64,
+            "index_bytes": m.index.size,
+            "index_blocks": m.index.blocks.len(),
+            "index_bytes_per_record": per_record(m.index.size),
+            "manifest_bytes": m.to_json().len(),
+            "created_by": m.created_by,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("archive      {location} (generation {}, written by {})", m.generation, m.created_by);
+    println!("records      {}", m.records);
+    println!("packs        {}", m.packs.len());
+    println!("raw bytes    {} ({})", m.raw_bytes, bytes(m.raw_bytes));
+    println!(
+        "stored bytes {} ({}, {:.2}x, {:.1} bytes per record)",
+        stored,
+        bytes(stored),
+        m.raw_bytes as f64 / stored.max(1) as f64,
+        per_record(stored)
+    );
+    println!(
+        "index        {} in {} blocks ({:.2} bytes per record); root in manifest: {}",
+        bytes(m.index.size),
+        m.index.blocks.len(),
+        per_record(m.index.size),
+        bytes(m.to_json().len() as u64)
+    );
+    for p in &m.packs {
+        println!("  {}  {} records  {}  raw {}", p.name, p.records, bytes(p.size), bytes(p.raw_bytes));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! `haypack`: pack millions of small files into a few large packs, then read any one back by
+//! key with a single range read.
+
+mod commands;
+mod human;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Pack many small files into a few large packs, with an index for random access.
+#[derive(Debug, Parser)]
+#[command(name = "haypack", version, about, max_term_width = 100)]
+struct Cli {
+    /// No progress bars or summaries on stderr (errors are still printed).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How records are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    /// zstd packs: `zstd -dc PACK` prints the contents.
+    Zstd,
+    /// gzip packs: `gzip -dc PACK` prints the contents.
+    Gzip,
+    /// No compression (zstd framing, so `zstd -dc` still reads the packs).
+    Stored,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pack the files under SRC into a new archive at DEST.
+    Pack {
+        /// The directory (or single file) to pack. Keys are paths relative to it.
+        src: PathBuf,
+        /// The archive to create: a directory.
+        dest: String,
+        /// Compression for every record; a record that does not shrink is stored.
+        #[arg(long, value_enum, default_value = "zstd")]
+        codec: CodecArg,
+        /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).
+        #[arg(long)]
+        level: Option<i32>,
+        /// Target pack size, e.g. 256M or 1G; a file larger than this gets a pack of its own.
+        #[arg(long, default_value = "256M", value_parser = human::parse_size)]
+        pack_size: u64,
+        /// Skip files that cannot be read or named (and report them) instead of failing.
+        #[arg(long)]
+        skip_unreadable: bool,
+        /// Pack the targets of symbolic links; by default links are skipped and reported.
+        #[arg(long)]
+        follow_symlinks: bool,
+        /// Replace an archive already at DEST, as its next generation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print one record's content (or write it to a file).
+    Get {
+        /// The archive.
+        archive: String,
+        /// The record's key.
+        key: String,
+        /// Write to this file instead of stdout (created only if the record verifies).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List keys, sorted, optionally under a prefix.
+    Ls {
+        /// The archive.
+        archive: String,
+        /// Only keys starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Show mode, size, modification time and key.
+        #[arg(long, short)]
+        long: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore records as files under DIR (with their mode and modification time).
+    Extract {
+        /// The archive.
+        archive: String,
+        /// The directory to extract into (created if missing).
+        dir: PathBuf,
+        /// Only keys starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Read everything and check every checksum and structure; exit 1 if anything is wrong.
+    Verify {
+        /// The archive.
+        archive: String,
+    },
+    /// Show records, packs, sizes, compression ratio and index cost.
+    Info {
+        /// The archive.
+        archive: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("HAYPACK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("haypack: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("haypack: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `haypack ls | head` closes the pipe early: that is the reader's choice, not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<haypack_read::Error>(), Some(haypack_read::Error::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
