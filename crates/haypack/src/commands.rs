@@ -88,11 +88,32 @@ async fn pack(src: &Path, dest: &str, opts: PackOptions, quiet: bool) -> Result<
             m.index.size as f64 / m.records.max(1) as f64,
             m.generation
         );
-        for s in &report.skipped {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
-        }
+        print_skipped(&report.skipped);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reports passed-over entries grouped by reason, a few paths each (all with HAYPACK_LOG=debug).
+fn print_skipped(skipped: &[haypack_pack::Skipped]) {
+    const SHOWN: usize = 5;
+    let mut reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    // Unreadable files each have their own reason (it names the error), so they list in full.
+    for reason in reasons {
+        let paths: Vec<_> = skipped.iter().filter(|s| s.reason == reason).map(|s| s.path.display()).collect();
+        if paths.len() == 1 {
+            eprintln!("skipped {}: {reason}", paths[0]);
+            continue;
+        }
+        eprintln!("skipped {} entries: {reason}", paths.len());
+        for p in paths.iter().take(SHOWN) {
+            eprintln!("  {p}");
+        }
+        if paths.len() > SHOWN {
+            eprintln!("  ... and {} more", paths.len() - SHOWN);
+        }
+    }
 }
 
 /// Packing into a directory inside the source would pack the archive into itself.
