@@ -22,6 +22,7 @@
 //! ```
 
 mod error;
+mod push;
 mod walk;
 mod writer;
 
@@ -36,6 +37,7 @@ use haypack_store::{PutMode, Store};
 use rayon::prelude::*;
 
 pub use crate::error::{Error, Result};
+pub use crate::push::{PushOptions, PushReport, push};
 use crate::walk::{FileItem, Found};
 pub use crate::writer::INDEX_BLOCK_TARGET;
 use crate::writer::{IndexWriter, PackWriter, io_error};

@@ -9,6 +9,7 @@ pub async fn run_all(store: &dyn Store) {
     missing_objects(store).await;
     conditional_puts(store).await;
     streaming_writes(store).await;
+    abandoned_writes(store).await;
     list_and_delete(store).await;
     invalid_names(store).await;
 }
@@ -47,17 +48,42 @@ pub async fn conditional_puts(store: &dyn Store) {
     assert_eq!(&store.get("c/manifest").await.expect("get")[..], b"two");
 }
 
-/// A streamed object appears only when finished, with all its bytes.
+/// A streamed object appears only when finished, with all its bytes, whether it fits in one
+/// part (a single PUT on S3) or needs several (a multipart upload).
 pub async fn streaming_writes(store: &dyn Store) {
-    let mut w = store.create("c/stream").expect("create writer");
-    let chunk = vec![7u8; 1 << 20];
-    for _ in 0..3 {
-        std::io::Write::write_all(&mut w, &chunk).expect("write");
+    for (name, mib) in [("c/small-stream", 3usize), ("c/large-stream", 12)] {
+        let w = store.create(name).expect("create writer");
+        let w = tokio::task::spawn_blocking(move || {
+            let mut w = w;
+            for i in 0..mib {
+                std::io::Write::write_all(&mut w, &vec![i as u8; 1 << 20]).expect("write");
+            }
+            w
+        })
+        .await
+        .expect("join");
+        assert!(matches!(store.head(name).await, Err(Error::NotFound { .. })), "visible before finish");
+        let meta = tokio::task::spawn_blocking(move || w.finish()).await.expect("join").expect("finish");
+        assert_eq!(meta.size, (mib as u64) << 20);
+        let last = (mib as u64) << 20;
+        assert_eq!(store.get_range(name, last - 1..last).await.expect("range")[..], [mib as u8 - 1]);
+        let middle = (mib as u64 / 2) << 20;
+        let expected = [mib as u8 / 2 - 1, mib as u8 / 2 - 1, mib as u8 / 2, mib as u8 / 2];
+        assert_eq!(store.get_range(name, middle - 2..middle + 2).await.expect("range")[..], expected);
     }
-    assert!(matches!(store.head("c/stream").await, Err(Error::NotFound { .. })), "visible before finish");
-    let meta = tokio::task::spawn_blocking(move || w.finish()).await.expect("join").expect("finish");
-    assert_eq!(meta.size, 3 << 20);
-    assert_eq!(store.get_range("c/stream", (3 << 20) - 1..3 << 20).await.expect("range")[..], [7]);
+}
+
+/// An abandoned streaming write leaves no object behind.
+pub async fn abandoned_writes(store: &dyn Store) {
+    let w = store.create("c/abandoned").expect("create writer");
+    tokio::task::spawn_blocking(move || {
+        let mut w = w;
+        std::io::Write::write_all(&mut w, &vec![1u8; 6 << 20]).expect("write");
+        drop(w);
+    })
+    .await
+    .expect("join");
+    assert!(matches!(store.head("c/abandoned").await, Err(Error::NotFound { .. })));
 }
 
 /// Listing is by prefix and sorted; delete removes, and deleting twice is fine.

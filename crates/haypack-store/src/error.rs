@@ -44,6 +44,26 @@ pub enum Error {
         /// What is wrong with it.
         detail: &'static str,
     },
+    /// A remote store refused or failed a request (after its retries).
+    #[error("{store}: {op} {name}: {detail}")]
+    Remote {
+        /// The store.
+        store: String,
+        /// What was being done ("reading", "writing", "listing", …).
+        op: &'static str,
+        /// The object name, if any.
+        name: String,
+        /// What the server or the connection said, and what to do about it.
+        detail: String,
+    },
+    /// A store location that cannot be used.
+    #[error("{location}: {detail}")]
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// An I/O error at a path of the local store.
     #[error("{op} {path}: {source}")]
     Io {

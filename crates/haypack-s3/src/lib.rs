@@ -1,0 +1,423 @@
+//! The S3 store: haypack archives in any S3-compatible bucket, addressed as `s3://bucket/prefix`.
+//!
+//! Credentials and region come from the standard AWS chain (environment, profile, instance role).
+//! A custom endpoint (`AWS_ENDPOINT_URL` or [`S3Options::endpoint_url`]) switches to path-style
+//! addressing, as S3-compatible servers such as Garage and MinIO expect. The SDK retries 5xx,
+//! throttling, timeouts and connection resets with exponential backoff and jitter; a refusal
+//! (wrong credentials, a missing bucket) is not retried and says what to check.
+//!
+//! This is the only crate that knows about S3 or HTTP.
+
+pub mod testing;
+mod writer;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use bytes::Bytes;
+use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name};
+use md5::Digest;
+
+/// The smallest part S3 accepts (except the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
+/// How to reach and use an S3 endpoint.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// A custom endpoint, such as `http://127.0.0.1:3900`; `None` uses `AWS_ENDPOINT_URL` or AWS.
+    pub endpoint_url: Option<String>,
+    /// The region; `None` uses the AWS chain, then `us-east-1`.
+    pub region: Option<String>,
+    /// An access key id and secret; `None` uses the AWS chain (environment, profile, role).
+    pub credentials: Option<(String, String)>,
+    /// Multipart part size in bytes (at least 5 MiB).
+    pub part_size: usize,
+    /// Parts uploaded at once per object being written.
+    pub concurrency: usize,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options { endpoint_url: None, region: None, credentials: None, part_size: 8 << 20, concurrency: 8 }
+    }
+}
+
+/// A store in an S3 bucket, under a prefix.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    bucket: String,
+    /// Empty, or ends with `/`.
+    prefix: String,
+    url: String,
+    opts: S3Options,
+}
+
+/// An unfinished multipart upload: an object being written, or left behind by an interrupted one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The object name (relative to the store's prefix).
+    pub name: String,
+    /// The upload id.
+    pub upload_id: String,
+    /// When it was started, as the server says (RFC 3339).
+    pub initiated: String,
+}
+
+/// Splits `s3://bucket/prefix` into the bucket and a prefix that is empty or ends with `/`.
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let invalid = |detail: &str| Error::InvalidLocation { location: url.to_owned(), detail: detail.to_owned() };
+    let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("an S3 archive is written s3://bucket/prefix"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid {
+        return Err(invalid("the bucket name must be 3 to 63 lowercase letters, digits, '-' or '.'"));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty() {
+        check_name(prefix).map_err(|e| invalid(&e.to_string()))?;
+    }
+    let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    Ok((bucket.to_owned(), prefix))
+}
+
+impl S3Store {
+    /// Connects to the archive at `url` (`s3://bucket/prefix`). No request is made yet.
+    pub async fn connect(url: &str, opts: S3Options) -> Result<Self> {
+        let (bucket, prefix) = parse_url(url)?;
+        if opts.part_size < MIN_PART_SIZE {
+            return Err(Error::InvalidLocation {
+                location: url.to_owned(),
+                detail: format!("part size {} is under the S3 minimum of 5 MiB", opts.part_size),
+            });
+        }
+        let mut loader = aws_config::from_env();
+        if let Some(endpoint) = &opts.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(region) = &opts.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((id, secret)) = &opts.credentials {
+            loader =
+                loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "haypack"));
+        }
+        let sdk = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            // S3-compatible servers are addressed by path, not by virtual host.
+            .force_path_style(sdk.endpoint_url().is_some())
+            // Only send and check checksums where S3 requires them: some S3-compatible servers
+            // reject the SDK's default trailing checksums. Integrity comes from Content-MD5 on
+            // every part and from haypack's own CRCs.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if sdk.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        let client = Client::from_conf(conf.build());
+        Ok(S3Store {
+            inner: Arc::new(Inner { client, bucket, prefix, url: url.trim_end_matches('/').to_owned(), opts }),
+        })
+    }
+
+    fn key(&self, name: &str) -> Result<String> {
+        check_name(name)?;
+        Ok(format!("{}{name}", self.inner.prefix))
+    }
+
+    /// Multipart uploads under this store's prefix that were started and never completed or
+    /// aborted: each one is billed until it is aborted.
+    pub async fn pending_uploads(&self) -> Result<Vec<PendingUpload>> {
+        let i = &self.inner;
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let resp = i
+                .client
+                .list_multipart_uploads()
+                .bucket(&i.bucket)
+                .prefix(&i.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.remote("listing uploads in", "", e))?;
+            for u in resp.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                out.push(PendingUpload {
+                    name: key.strip_prefix(&i.prefix).unwrap_or(key).to_owned(),
+                    upload_id: id.to_owned(),
+                    initiated: u.initiated().map(|t| t.to_string()).unwrap_or_default(),
+                });
+            }
+            if resp.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = resp.next_key_marker().map(str::to_owned);
+            id_marker = resp.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Aborts a pending multipart upload, freeing its parts.
+    pub async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        let key = self.key(&upload.name)?;
+        self.inner
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.inner.bucket)
+            .key(key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await
+            .map_err(|e| self.remote("aborting the upload of", &upload.name, e))?;
+        Ok(())
+    }
+
+    /// Turns an SDK error into a store error that says what happened and what to check.
+    fn remote<E>(&self, op: &'static str, name: &str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let store = self.describe();
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let detail = match (status, code.as_deref()) {
+            (_, Some("NoSuchBucket")) => format!("bucket {} does not exist", self.inner.bucket),
+            (Some(404), _) | (_, Some("NoSuchKey" | "NotFound")) => {
+                return Error::NotFound { store, name: name.to_owned() };
+            }
+            (Some(412), _) | (_, Some("PreconditionFailed")) => {
+                return Error::Conflict {
+                    store,
+                    name: name.to_owned(),
+                    detail: "changed or was created by another writer".into(),
+                };
+            }
+            (Some(403), c) | (_, c @ Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => format!(
+                "access denied ({}): check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and the bucket's permissions",
+                c.unwrap_or("403")
+            ),
+            _ => match &err {
+                SdkError::DispatchFailure(_) => format!(
+                    "cannot reach the S3 endpoint ({}); is the server up and AWS_ENDPOINT_URL right?",
+                    DisplayErrorContext(&err)
+                ),
+                SdkError::TimeoutError(_) => "the request timed out after retries".to_owned(),
+                _ => DisplayErrorContext(&err).to_string(),
+            },
+        };
+        Error::Remote { store, op, name: name.to_owned(), detail }
+    }
+
+    /// Fails with `Conflict` unless the object's current state allows `mode`. Stores that honour
+    /// conditional headers check again atomically; on those that ignore them (Garage) this check
+    /// is all there is, and two writers racing inside it can both win.
+    async fn precheck(&self, name: &str, mode: &PutMode) -> Result<()> {
+        let current = match self.head(name).await {
+            Ok(m) => Some(m.version),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let conflict = |detail: String| Error::Conflict { store: self.describe(), name: name.to_owned(), detail };
+        match (mode, current) {
+            (PutMode::Create, Some(_)) => Err(conflict("already exists".into())),
+            (PutMode::Update(v), Some(c)) if *v != c => Err(conflict(format!("changed (version {c}, expected {v})"))),
+            (PutMode::Update(_), None) => Err(conflict("was deleted".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Content-MD5 of a body: S3 rejects the upload if the bytes it got differ.
+fn content_md5(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
+}
+
+#[async_trait::async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    async fn get(&self, name: &str) -> Result<Bytes> {
+        let i = &self.inner;
+        let resp = i.client.get_object().bucket(&i.bucket).key(self.key(name)?).send().await;
+        let resp = resp.map_err(|e| self.remote("reading", name, e))?;
+        let body = resp.body.collect().await.map_err(|e| Error::Remote {
+            store: self.describe(),
+            op: "reading",
+            name: name.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        if range.start >= range.end {
+            if range.start > range.end {
+                return Err(Error::OutOfRange {
+                    store: self.describe(),
+                    name: name.to_owned(),
+                    start: range.start,
+                    end: range.end,
+                    size: 0,
+                });
+            }
+            return Ok(Bytes::new());
+        }
+        let i = &self.inner;
+        let out_of_range = |size| Error::OutOfRange {
+            store: self.describe(),
+            name: name.to_owned(),
+            start: range.start,
+            end: range.end,
+            size,
+        };
+        let resp = i
+            .client
+            .get_object()
+            .bucket(&i.bucket)
+            .key(self.key(name)?)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(416) => {
+                return Err(out_of_range(self.head(name).await?.size));
+            }
+            Err(e) => return Err(self.remote("reading", name, e)),
+        };
+        // S3 answers a range reaching past the end with what there is; the total after the
+        // slash in Content-Range tells the object's real size.
+        let total = resp.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
+        let body = resp.body.collect().await.map_err(|e| Error::Remote {
+            store: self.describe(),
+            op: "reading",
+            name: name.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let bytes = body.into_bytes();
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(out_of_range(total.unwrap_or(range.start + bytes.len() as u64)));
+        }
+        Ok(bytes)
+    }
+
+    async fn head(&self, name: &str) -> Result<ObjectMeta> {
+        let i = &self.inner;
+        let resp = i.client.head_object().bucket(&i.bucket).key(self.key(name)?).send().await;
+        let resp = resp.map_err(|e| self.remote("inspecting", name, e))?;
+        Ok(ObjectMeta {
+            name: name.to_owned(),
+            size: resp.content_length().unwrap_or(0).max(0) as u64,
+            version: resp.e_tag().unwrap_or_default().to_owned(),
+        })
+    }
+
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        let key = self.key(name)?;
+        if mode != PutMode::Overwrite {
+            self.precheck(name, &mode).await?;
+        }
+        let i = &self.inner;
+        let size = data.len() as u64;
+        let mut req = i.client.put_object().bucket(&i.bucket).key(key).content_md5(content_md5(&data));
+        req = match &mode {
+            PutMode::Overwrite => req,
+            PutMode::Create => req.if_none_match("*"),
+            PutMode::Update(version) => req.if_match(version),
+        };
+        let resp = req.body(ByteStream::from(data)).send().await.map_err(|e| self.remote("writing", name, e))?;
+        Ok(ObjectMeta { name: name.to_owned(), size, version: resp.e_tag().unwrap_or_default().to_owned() })
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(writer::S3Writer::new(self.clone(), name, self.key(name)?)?))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let i = &self.inner;
+        let mut pages = i
+            .client
+            .list_objects_v2()
+            .bucket(&i.bucket)
+            .prefix(format!("{}{prefix}", i.prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.remote("listing", prefix, e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                out.push(ObjectMeta {
+                    name: key.strip_prefix(&i.prefix).unwrap_or(key).to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    version: o.e_tag().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let i = &self.inner;
+        let resp = i.client.delete_object().bucket(&i.bucket).key(self.key(name)?).send().await;
+        match resp {
+            Ok(_) => Ok(()),
+            Err(e) => match self.remote("deleting", name, e) {
+                Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_bucket_and_prefix() {
+        assert_eq!(parse_url("s3://bucket").unwrap(), ("bucket".into(), String::new()));
+        assert_eq!(parse_url("s3://bucket/").unwrap(), ("bucket".into(), String::new()));
+        assert_eq!(parse_url("s3://my.bucket/a/b/").unwrap(), ("my.bucket".into(), "a/b/".into()));
+        for bad in
+            ["bucket/x", "s3://", "s3://ab", "s3://Bucket/x", "s3://b_b/x", "s3://bucket/a/../b", "s3://bucket//x"]
+        {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

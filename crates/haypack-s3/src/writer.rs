@@ -1,0 +1,177 @@
+//! Streaming writes as multipart uploads: parts upload concurrently while the writer fills the
+//! next one, so memory stays at (concurrency + 1) × part size whatever the object's size.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::{S3Store, content_md5};
+
+/// A multipart upload behind `std::io::Write`. Use it from a blocking thread: it waits for
+/// upload slots. An object smaller than one part is sent with a single PUT; a writer dropped
+/// unfinished aborts its upload.
+pub(crate) struct S3Writer {
+    store: S3Store,
+    name: String,
+    key: String,
+    handle: Handle,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    next_part: i32,
+    parts: Vec<JoinHandle<Result<CompletedPart>>>,
+    slots: Arc<Semaphore>,
+    size: u64,
+}
+
+impl S3Writer {
+    pub fn new(store: S3Store, name: &str, key: String) -> Result<Self> {
+        let handle = Handle::try_current().map_err(|_| Error::Remote {
+            store: store.describe(),
+            op: "writing",
+            name: name.to_owned(),
+            detail: "an S3 upload needs a tokio runtime".into(),
+        })?;
+        let (part_size, concurrency) = (store.inner.opts.part_size, store.inner.opts.concurrency.max(1));
+        Ok(S3Writer {
+            store,
+            name: name.to_owned(),
+            key,
+            handle,
+            buf: Vec::with_capacity(part_size),
+            upload_id: None,
+            next_part: 1,
+            parts: Vec::new(),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            size: 0,
+        })
+    }
+
+    fn part_size(&self) -> usize {
+        self.store.inner.opts.part_size
+    }
+
+    /// Starts uploading the buffered bytes as the next part, waiting for a free slot.
+    fn send_part(&mut self) -> Result<()> {
+        let i = self.store.inner.clone();
+        if self.upload_id.is_none() {
+            let req = i.client.create_multipart_upload().bucket(&i.bucket).key(&self.key).send();
+            let resp =
+                self.handle.block_on(req).map_err(|e| self.store.remote("starting the upload of", &self.name, e))?;
+            self.upload_id = resp.upload_id().map(str::to_owned);
+        }
+        // A part that already failed fails the object now, not after uploading the rest.
+        if let Some(pos) = self.parts.iter().position(|t| t.is_finished()) {
+            let done = self.parts.remove(pos);
+            let part = self.handle.block_on(done).map_err(|e| self.join_error(e))??;
+            self.parts.insert(pos, self.handle.spawn(async move { Ok(part) }));
+        }
+        let permit = self.handle.block_on(self.slots.clone().acquire_owned()).expect("the semaphore is never closed");
+        let fresh = Vec::with_capacity(self.part_size());
+        let data = std::mem::replace(&mut self.buf, fresh);
+        let number = self.next_part;
+        self.next_part += 1;
+        let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        self.parts.push(self.handle.spawn(async move {
+            let _permit = permit;
+            let i = &store.inner;
+            let resp = i
+                .client
+                .upload_part()
+                .bucket(&i.bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .content_md5(content_md5(&data))
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map_err(|e| store.remote("uploading a part of", &name, e))?;
+            Ok(CompletedPart::builder().set_e_tag(resp.e_tag().map(str::to_owned)).part_number(number).build())
+        }));
+        Ok(())
+    }
+
+    fn join_error(&self, e: tokio::task::JoinError) -> Error {
+        Error::Remote { store: self.store.describe(), op: "uploading", name: self.name.clone(), detail: e.to_string() }
+    }
+
+    fn complete(&mut self) -> Result<ObjectMeta> {
+        if self.upload_id.is_none() {
+            let data = std::mem::take(&mut self.buf).into();
+            return self.handle.block_on(self.store.put(&self.name, data, PutMode::Overwrite));
+        }
+        if !self.buf.is_empty() {
+            self.send_part()?;
+        }
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for task in std::mem::take(&mut self.parts) {
+            parts.push(self.handle.block_on(task).map_err(|e| self.join_error(e))??);
+        }
+        let i = self.store.inner.clone();
+        let req = i
+            .client
+            .complete_multipart_upload()
+            .bucket(&i.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.clone().unwrap_or_default())
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send();
+        let resp =
+            self.handle.block_on(req).map_err(|e| self.store.remote("completing the upload of", &self.name, e))?;
+        self.upload_id = None;
+        Ok(ObjectMeta {
+            name: self.name.clone(),
+            size: self.size,
+            version: resp.e_tag().unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+impl Write for S3Writer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(self.part_size() - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.size += n as u64;
+        if self.buf.len() == self.part_size() {
+            self.send_part().map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer {
+    fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
+        self.complete()
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        // Unfinished (an error, or the writer was abandoned): stop the parts and abort the
+        // upload, so nothing is left billing. Best effort: `haypack uploads` finds any leftover.
+        for task in &self.parts {
+            task.abort();
+        }
+        if let Some(upload_id) = self.upload_id.take() {
+            let i = self.store.inner.clone();
+            let key = self.key.clone();
+            self.handle.spawn(async move {
+                let r = i.client.abort_multipart_upload().bucket(&i.bucket).key(&key).upload_id(upload_id).send().await;
+                if let Err(e) = r {
+                    tracing::warn!("could not abort the upload of {key}: {e}");
+                }
+            });
+        }
+    }
+}

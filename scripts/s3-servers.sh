@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Installs (once) and starts the S3 servers the tests run against, on 127.0.0.1:
+#   Garage 2.5.0  - a production S3-compatible store: `cargo install garage`, cached in ~/.cargo/bin
+#   moto 5.2.5    - strict AWS emulation (5 MiB parts, conditional writes), in its own virtualenv
+# Usage: scripts/s3-servers.sh start ENV_FILE   writes the endpoints and keys to ENV_FILE
+#        scripts/s3-servers.sh stop ENV_FILE    stops what `start` started
+set -euo pipefail
+
+cmd=${1:?usage: s3-servers.sh start|stop ENV_FILE}
+env_file=${2:?usage: s3-servers.sh start|stop ENV_FILE}
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/haypack
+garage_version=2.5.0
+moto_version=5.2.5
+
+log() { printf 's3-servers: %s\n' "$*" >&2; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # wait_for NAME URL
+    for _ in $(seq 1 150); do
+        if curl -s -o /dev/null "$2"; then return 0; fi
+        sleep 0.2
+    done
+    log "$1 did not answer at $2"; return 1
+}
+
+install_garage() {
+    if command -v garage >/dev/null && garage --version 2>/dev/null | grep -q "v$garage_version"; then return; fi
+    log "installing Garage $garage_version with cargo (about 8 minutes the first time)"
+    cargo install garage --locked --version "$garage_version" --quiet
+}
+
+install_moto() {
+    if [ -x "$cache/moto-venv/bin/moto_server" ] \
+        && "$cache/moto-venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')"; then
+        return
+    fi
+    log "installing moto $moto_version in $cache/moto-venv"
+    mkdir -p "$cache"
+    python3 -m venv "$cache/moto-venv"
+    "$cache/moto-venv/bin/pip" install --quiet "moto[server]==$moto_version"
+}
+
+start_garage() {
+    local dir=$1 s3_port rpc_port admin_port
+    s3_port=$(free_port); rpc_port=$(free_port); admin_port=$(free_port)
+    mkdir -p "$dir/meta" "$dir/data"
+    cat > "$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin_port"
+TOML
+    local g="garage -c $dir/garage.toml"
+    $g server > "$dir/garage.log" 2>&1 &
+    echo $! > "$dir/pid"
+    wait_for Garage "http://127.0.0.1:$s3_port/"
+    local node
+    for _ in $(seq 1 50); do
+        node=$($g status 2>/dev/null | awk '/^[0-9a-f]{16}/ {print $1; exit}') && [ -n "$node" ] && break
+        sleep 0.2
+    done
+    $g layout assign -z dc1 -c 1G "$node" >/dev/null
+    $g layout apply --version 1 >/dev/null
+    $g bucket create haypack-test >/dev/null
+    local key_out
+    key_out=$($g key create haypack-test-key)
+    local key_id secret
+    key_id=$(echo "$key_out" | awk '/Key ID/ {print $NF}')
+    secret=$(echo "$key_out" | awk '/Secret key/ {print $NF}')
+    $g bucket allow --read --write --owner haypack-test --key haypack-test-key >/dev/null
+    {
+        echo "export HAYPACK_TEST_GARAGE_ENDPOINT=http://127.0.0.1:$s3_port"
+        echo "export HAYPACK_TEST_GARAGE_KEY_ID=$key_id"
+        echo "export HAYPACK_TEST_GARAGE_SECRET=$secret"
+        echo "export HAYPACK_TEST_GARAGE_BUCKET=haypack-test"
+        echo "export HAYPACK_TEST_GARAGE_REGION=garage"
+        echo "export HAYPACK_TEST_GARAGE_PID=$(cat "$dir/pid")"
+        echo "export HAYPACK_TEST_GARAGE_CONFIG=$dir/garage.toml"
+    } >> "$env_file"
+    log "Garage on 127.0.0.1:$s3_port (node $node)"
+}
+
+start_moto() {
+    local dir=$1 port
+    port=$(free_port)
+    "$cache/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
+    echo $! > "$dir/moto.pid"
+    wait_for moto "http://127.0.0.1:$port/"
+    {
+        echo "export HAYPACK_TEST_MOTO_ENDPOINT=http://127.0.0.1:$port"
+        echo "export HAYPACK_TEST_MOTO_KEY_ID=testing"
+        echo "export HAYPACK_TEST_MOTO_SECRET=testing"
+        echo "export HAYPACK_TEST_MOTO_BUCKET=haypack-test"
+        echo "export HAYPACK_TEST_MOTO_REGION=us-east-1"
+        echo "export HAYPACK_TEST_MOTO_PID=$(cat "$dir/moto.pid")"
+    } >> "$env_file"
+    # moto starts empty and, unlike AWS, takes an unsigned request to create a bucket.
+    curl -sf -X PUT "http://127.0.0.1:$port/haypack-test" >/dev/null
+    log "moto on 127.0.0.1:$port"
+}
+
+case $cmd in
+start)
+    install_garage
+    install_moto
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/haypack-s3.XXXXXX")
+    : > "$env_file"
+    echo "export HAYPACK_TEST_S3_DIR=$dir" >> "$env_file"
+    start_garage "$dir"
+    start_moto "$dir"
+    ;;
+stop)
+    [ -f "$env_file" ] || exit 0
+    # shellcheck disable=SC1090
+    . "$env_file"
+    for pid in "${HAYPACK_TEST_GARAGE_PID:-}" "${HAYPACK_TEST_MOTO_PID:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    [ -n "${HAYPACK_TEST_S3_DIR:-}" ] && rm -rf "$HAYPACK_TEST_S3_DIR"
+    ;;
+*)
+    echo "usage: s3-servers.sh start|stop ENV_FILE" >&2; exit 2 ;;
+esac
