@@ -71,8 +71,11 @@ impl Footer {
             });
         };
         let frame = &tail[frame_start..];
-        let unframed = container.unmeta(Meta::Footer, frame)?;
-        debug_assert_eq!(unframed, payload);
+        // The frame must hold exactly the payload found above: gzip members of other sizes can
+        // also add up to a footer frame's length and put the magic in the same place.
+        if container.unmeta(Meta::Footer, frame)? != payload {
+            return Err(corrupt("pack footer", "footer frame does not hold exactly one footer"));
+        }
         let mut r = Reader::new(payload, "pack footer");
         r.take(8)?;
         let version = r.u16()?;
@@ -160,5 +163,24 @@ mod tests {
         assert!(matches!(Footer::decode(b"tiny", 4), Err(Error::NotHaypack { .. })));
         let truncated = &pack[..pack.len() - 1];
         assert!(matches!(Footer::decode(&tail(truncated), len - 1), Err(Error::NotHaypack { .. })));
+    }
+
+    #[test]
+    fn a_footer_split_across_gzip_members_is_corrupt() {
+        // Two members of 14 and 4 payload bytes frame 70 bytes, like one footer member, with the
+        // footer magic where its payload would start; the second member's payload lands on the
+        // footer's CRC. This used to trip a `debug_assert` (and was accepted in release builds).
+        let mut first = FOOTER_MAGIC.to_vec();
+        first.extend_from_slice(&PACK_VERSION.to_le_bytes());
+        first.extend_from_slice(&[Container::Gzip.to_byte(), 0, 0, 0]);
+        let mut frame = Container::Gzip.meta(Meta::Footer, &first);
+        let crc = crc32c::crc32c(&[&frame[16..], &Container::Gzip.meta(Meta::Footer, &[0; 4])[..16]].concat());
+        frame.extend(Container::Gzip.meta(Meta::Footer, &crc.to_le_bytes()));
+        assert_eq!(frame.len(), 26 + FOOTER_LEN);
+        // The index fields now hold the second member's header bytes: the index ends here.
+        let index_end = u64::from_le_bytes(frame[32..40].try_into().unwrap())
+            + u64::from_le_bytes(frame[40..48].try_into().unwrap());
+        let pack_len = index_end + frame.len() as u64;
+        assert!(matches!(Footer::decode(&frame, pack_len), Err(Error::Corrupt { .. })));
     }
 }

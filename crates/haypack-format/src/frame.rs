@@ -242,7 +242,12 @@ impl RecordFrame {
             Container::Zstd => 0,
             Container::Gzip => 8,
         };
-        Ok(RecordFrame { container, header, prefix_len: r.position() as u64, suffix_len })
+        let prefix_len = r.position() as u64;
+        // `record_len` adds the three lengths; a stored length near 2^64 must not wrap it.
+        if header.stored_len.checked_add(prefix_len + suffix_len).is_none() {
+            return Err(corrupt("record", format!("stored length {} ends past any pack", header.stored_len)));
+        }
+        Ok(RecordFrame { container, header, prefix_len, suffix_len })
     }
 }
 
@@ -411,6 +416,27 @@ mod tests {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&framed[..]).read_to_end(&mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn record_lengths_that_wrap_are_corrupt() {
+        // Found by the `record` fuzz target: `record_len` overflowed.
+        for c in [Container::Zstd, Container::Gzip] {
+            let header = RecordHeader {
+                key: "k".into(),
+                codec: Codec::Stored,
+                raw_len: 0,
+                stored_len: u64::MAX,
+                crc32c: 0,
+                mtime: crate::header::Timestamp::default(),
+                mode: 0,
+                content_type: None,
+                dict_id: 0,
+            };
+            let bytes = c.record_prefix(&header).unwrap();
+            assert!(matches!(RecordFrame::parse(&bytes), Err(Error::Corrupt { .. })), "{c:?}");
+            assert!(matches!(crate::decode_record(&bytes), Err(Error::Corrupt { .. })), "{c:?}");
+        }
     }
 
     #[test]

@@ -141,7 +141,10 @@ impl Manifest {
             if i > 0 && self.index.blocks[i - 1].first_key >= b.first_key {
                 return Err(corrupt("manifest", format!("index block {i} is out of key order")));
             }
-            offset += b.len;
+            // Lengths come from the JSON: adding them must not wrap around to a valid size.
+            offset = offset
+                .checked_add(b.len)
+                .ok_or_else(|| corrupt("manifest", format!("index block {i} ends past 2^64 bytes")))?;
         }
         if offset != self.index.size {
             return Err(corrupt(
@@ -149,7 +152,9 @@ impl Manifest {
                 format!("index blocks add up to {offset} bytes, index is {}", self.index.size),
             ));
         }
-        let indexed: u64 = self.index.blocks.iter().map(|b| b.records).sum();
+        let indexed = (self.index.blocks.iter())
+            .try_fold(0u64, |n, b| n.checked_add(b.records))
+            .ok_or_else(|| corrupt("manifest", "index block record counts add up past 2^64"))?;
         if indexed != self.records {
             return Err(corrupt("manifest", format!("index holds {indexed} records, manifest says {}", self.records)));
         }
@@ -237,5 +242,19 @@ mod tests {
         let mut m = sample();
         m.index.blocks[1].offset = 11;
         assert!(Manifest::parse(&m.to_json()).is_err());
+    }
+
+    #[test]
+    fn totals_that_wrap_are_corrupt() {
+        // Found by review of what the `manifest` fuzz target reaches: sums overflowed.
+        let mut m = sample();
+        m.index.blocks[0].len = u64::MAX;
+        m.index.blocks[1].offset = u64::MAX;
+        m.index.size = 19;
+        assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })));
+        let mut m = sample();
+        m.index.blocks[0].records = u64::MAX;
+        m.records = 0;
+        assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })));
     }
 }

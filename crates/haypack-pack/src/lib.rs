@@ -312,12 +312,17 @@ impl Packer {
                     continue;
                 }
             };
+            // As in `write_large`: a file larger than the pack size gets a pack of its own.
+            let own_pack = enc.header.raw_len > self.opts.pack_size;
+            if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
+                self.finish_pack(p, index)?;
+            }
             let p = self.current_pack(pack)?;
             let start = p.len();
             p.write(&enc.bytes).map_err(|e| io_error(p.name(), e))?;
             p.add_entry(&enc.header, start);
             self.progress.packed(1, item.len);
-            if p.len() >= self.opts.pack_size {
+            if own_pack || p.len() >= self.opts.pack_size {
                 let full = pack.take().expect("current pack");
                 self.finish_pack(full, index)?;
             }

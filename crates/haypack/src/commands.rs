@@ -167,9 +167,14 @@ async fn get(location: &str, key: &str, output: Option<&Path>) -> Result<ExitCod
     let archive = open(location).await?;
     match output {
         None => {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            archive.get_to(key, &mut out).await?;
-            out.flush()?;
+            let mut out = HoldFlushes(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()));
+            if let Err(e) = archive.get_to(key, &mut out).await {
+                // Drop the buffered bytes unwritten: a record that failed its check must not
+                // reach stdout (one larger than the buffer may already have, in part).
+                let _ = out.0.into_parts();
+                return Err(e.into());
+            }
+            out.0.flush()?;
         }
         Some(path) => {
             // Write beside the target and rename, so a failed check leaves no file.
@@ -186,6 +191,20 @@ async fn get(location: &str, key: &str, output: Option<&Path>) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Passes writes on but holds back flushes: the record decoder flushes its sink as it ends,
+/// before the checksum is known, and the caller flushes only once the record verified.
+struct HoldFlushes<W>(W);
+
+impl<W: Write> Write for HoldFlushes<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn ls(location: &str, prefix: &str, long: bool, json: bool) -> Result<ExitCode> {
     let archive = open(location).await?;
     let stdout = std::io::stdout();
@@ -196,7 +215,7 @@ async fn ls(location: &str, prefix: &str, long: bool, json: bool) -> Result<Exit
             let line = if json {
                 entry_json(e).to_string()
             } else if long {
-                format!("{:o} {:>12} {} {}", e.mode, e.raw_len, e.mtime.secs, e.key)
+                format!("{:04o} {:>12} {} {}", e.mode, e.raw_len, crate::human::utc(e.mtime.secs), e.key)
             } else {
                 e.key.clone()
             };
@@ -255,9 +274,15 @@ async fn verify(location: &str, quiet: bool) -> Result<ExitCode> {
     let archive = open(location).await?;
     let started = Instant::now();
     let report = archive.verify().await?;
+    let mut out = std::io::stdout().lock();
     for p in &report.problems {
-        println!("BAD {p}");
+        // The exit code carries the verdict: a reader that stopped listening (a closed pipe)
+        // must neither panic `println!` nor turn a failed check into success.
+        if writeln!(out, "BAD {p}").is_err() {
+            break;
+        }
     }
+    drop(out);
     if !quiet {
         eprintln!(
             "verified {} records in {} packs, {} read in {:.2} s: {}",
@@ -280,6 +305,9 @@ async fn info(location: &str, json: bool) -> Result<ExitCode> {
     let m = archive.manifest();
     let stored = m.pack_bytes();
     let per_record = |n: u64| n as f64 / m.records.max(1) as f64;
+    // `writeln!`, not `println!`: a closed pipe (`haypack info A | head -1`) is an error that
+    // `main` ends quietly, where `println!` would panic.
+    let mut out = std::io::stdout().lock();
     if json {
         let v = serde_json::json!({
             "archive": location,
@@ -295,29 +323,31 @@ async fn info(location: &str, json: bool) -> Result<ExitCode> {
             "manifest_bytes": m.to_json().len(),
             "created_by": m.created_by,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("archive      {location} (generation {}, written by {})", m.generation, m.created_by);
-    println!("records      {}", m.records);
-    println!("packs        {}", m.packs.len());
-    println!("raw bytes    {} ({})", m.raw_bytes, bytes(m.raw_bytes));
-    println!(
+    writeln!(out, "archive      {location} (generation {}, written by {})", m.generation, m.created_by)?;
+    writeln!(out, "records      {}", m.records)?;
+    writeln!(out, "packs        {}", m.packs.len())?;
+    writeln!(out, "raw bytes    {} ({})", m.raw_bytes, bytes(m.raw_bytes))?;
+    writeln!(
+        out,
         "stored bytes {} ({}, {:.2}x, {:.1} bytes per record)",
         stored,
         bytes(stored),
         m.raw_bytes as f64 / stored.max(1) as f64,
         per_record(stored)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "index        {} in {} blocks ({:.2} bytes per record); root in manifest: {}",
         bytes(m.index.size),
         m.index.blocks.len(),
         per_record(m.index.size),
         bytes(m.to_json().len() as u64)
-    );
+    )?;
     for p in &m.packs {
-        println!("  {}  {} records  {}  raw {}", p.name, p.records, bytes(p.size), bytes(p.raw_bytes));
+        writeln!(out, "  {}  {} records  {}  raw {}", p.name, p.records, bytes(p.size), bytes(p.raw_bytes))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,23 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// A Unix time as `2024-02-29 12:34:56` (UTC).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a proleptic Gregorian date, counting in 400-year eras that
+    // start on March 1st so that the leap day ends each year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +61,9 @@ mod tests {
         assert!(parse_size("").is_err());
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(7), "7 B");
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_709_210_096), "2024-02-29 12:34:56");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
     }
 }

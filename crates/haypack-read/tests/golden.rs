@@ -1,0 +1,54 @@
+//! Archives written by format v1, kept in testdata/golden: every later haypack must read them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use haypack_format::Timestamp;
+use haypack_read::Archive;
+use haypack_store::LocalStore;
+
+fn golden() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/golden")
+}
+
+const KEYS: [&str; 7] = ["a-b", "a.b", "dir/café ☕.md", "dir/noise.bin", "dir/sub/lines.txt", "empty", "hello.txt"];
+
+async fn check(name: &str) {
+    let store = Arc::new(LocalStore::new(golden().join(name)));
+    let archive = Archive::open(store).await.expect("golden archive opens");
+    let m = archive.manifest();
+    assert_eq!((m.version, m.generation, m.records, m.packs.len()), (1, 1, 7, 1), "{name}");
+
+    let keys: Vec<String> = archive.list("").await.expect("list").into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, KEYS, "{name}");
+    for key in KEYS {
+        let expected = std::fs::read(golden().join("src").join(key)).expect("golden source file");
+        assert_eq!(archive.get(key).await.expect(key), expected, "{name} {key}");
+    }
+
+    // 2024-02-29T12:34:56.789Z, as the files were stamped before packing.
+    let mtime = Timestamp { secs: 1_709_210_096, nanos: 789_000_000 };
+    let noise = archive.stat("dir/noise.bin").await.expect("stat");
+    assert_eq!((noise.mode, noise.mtime, noise.raw_len), (0o600, mtime, 3000), "{name}");
+    assert_eq!(archive.stat("dir/sub/lines.txt").await.expect("stat").mode, 0o755, "{name}");
+    assert_eq!(archive.stat("dir/café ☕.md").await.expect("stat").content_type.as_deref(), Some("text/markdown"));
+
+    let report = archive.verify().await.expect("verify runs");
+    assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
+    assert_eq!(report.records, 7);
+}
+
+#[tokio::test]
+async fn v1_zstd_archive_reads_forever() {
+    check("v1-zstd").await;
+}
+
+#[tokio::test]
+async fn v1_gzip_archive_reads_forever() {
+    check("v1-gzip").await;
+}
+
+#[tokio::test]
+async fn v1_stored_archive_reads_forever() {
+    check("v1-stored").await;
+}

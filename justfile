@@ -1,0 +1,27 @@
+# Everyday recipes; each is a thin call of something that also works without just.
+
+# Pack the shipped sample into a local archive and read it back.
+demo:
+    scripts/demo.sh
+
+# Install what the tests need and run every test (the README's test command).
+test:
+    scripts/test.sh
+
+# Everything CI checks.
+ci:
+    .ci/run
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Fuzz one target for a minute: just fuzz footer
+fuzz target:
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time=60
+
+# Measure packing against tar | zstd on a real tree.
+bench *args:
+    scripts/bench-pack.sh {{args}}
