@@ -20,6 +20,7 @@
 //! ```
 
 pub mod conformance;
+mod counting;
 mod error;
 mod local;
 
@@ -27,6 +28,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+pub use crate::counting::{Counting, Counts};
 pub use crate::error::{Error, Result};
 pub use crate::local::LocalStore;
 

@@ -8,16 +8,42 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry};
-use haypack_pack::PackOptions;
+use haypack_pack::{PackOptions, PushOptions};
 use haypack_read::Archive;
+use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
 use crate::human::bytes;
 use crate::progress::Bar;
-use crate::{Cli, CodecArg, Command};
+use crate::{Cli, CodecArg, Command, S3Args};
+
+/// What every subcommand may need: how loud to be and how to reach S3.
+pub struct Ctx {
+    quiet: bool,
+    s3: S3Options,
+}
+
+impl Ctx {
+    /// The store an archive location names: `s3://bucket/prefix`, or a local directory.
+    async fn store(&self, location: &str) -> Result<Arc<dyn Store>> {
+        if location.starts_with("s3://") {
+            return Ok(Arc::new(S3Store::connect(location, self.s3.clone()).await?));
+        }
+        if location.contains("://") {
+            bail!("{location}: an archive is a local directory or s3://bucket/prefix");
+        }
+        Ok(Arc::new(LocalStore::new(location)))
+    }
+
+    async fn open(&self, location: &str) -> Result<Archive> {
+        Ok(Archive::open(self.store(location).await?).await?)
+    }
+}
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let quiet = cli.quiet;
+    let S3Args { endpoint_url, part_size, concurrency } = cli.s3;
+    let s3 = S3Options { endpoint_url, part_size: part_size as usize, concurrency, ..S3Options::default() };
+    let ctx = &Ctx { quiet: cli.quiet, s3 };
     match cli.command {
         Command::Pack { src, dest, codec, level, pack_size, skip_unreadable, follow_symlinks, force } => {
             let compression = match codec {
@@ -34,32 +60,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
             };
             let opts = PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force };
-            pack(&src, &dest, opts, quiet).await
+            pack(ctx, &src, &dest, opts).await
         }
-        Command::Get { archive, key, output } => get(&archive, &key, output.as_deref()).await,
-        Command::Ls { archive, prefix, long, json } => ls(&archive, &prefix, long, json).await,
-        Command::Extract { archive, dir, prefix } => extract(&archive, &dir, &prefix, quiet).await,
-        Command::Verify { archive } => verify(&archive, quiet).await,
-        Command::Info { archive, json } => info(&archive, json).await,
+        Command::Push { src, dest, force, jobs } => {
+            push(ctx, &src, &dest, PushOptions { force, objects_in_flight: jobs }).await
+        }
+        Command::Uploads { archive, abort } => uploads(ctx, &archive, abort).await,
+        Command::Get { archive, key, output } => get(ctx, &archive, &key, output.as_deref()).await,
+        Command::Ls { archive, prefix, long, json } => ls(ctx, &archive, &prefix, long, json).await,
+        Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
+        Command::Verify { archive } => verify(ctx, &archive).await,
+        Command::Info { archive, json } => info(ctx, &archive, json).await,
     }
 }
 
-/// The store an archive location names.
-fn store_for(location: &str) -> Result<Arc<dyn Store>> {
-    if location.contains("://") {
-        bail!("{location}: only local archives (a directory path) are supported by this build");
-    }
-    Ok(Arc::new(LocalStore::new(location)))
-}
-
-async fn open(location: &str) -> Result<Archive> {
-    Ok(Archive::open(store_for(location)?).await?)
-}
-
-async fn pack(src: &Path, dest: &str, opts: PackOptions, quiet: bool) -> Result<ExitCode> {
+async fn pack(ctx: &Ctx, src: &Path, dest: &str, opts: PackOptions) -> Result<ExitCode> {
+    let quiet = ctx.quiet;
     let meta = std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
-    let store = store_for(dest)?;
-    if meta.is_dir() {
+    let store = ctx.store(dest).await?;
+    if meta.is_dir() && !dest.starts_with("s3://") {
         refuse_dest_inside_src(src, Path::new(dest))?;
     }
     let bar = Arc::new(Bar::new(quiet, "packing"));
@@ -163,8 +182,8 @@ fn walkdir_sizes(src: &Path, follow: bool) -> u64 {
     visit(src, follow)
 }
 
-async fn get(location: &str, key: &str, output: Option<&Path>) -> Result<ExitCode> {
-    let archive = open(location).await?;
+async fn get(ctx: &Ctx, location: &str, key: &str, output: Option<&Path>) -> Result<ExitCode> {
+    let archive = ctx.open(location).await?;
     match output {
         None => {
             let mut out = HoldFlushes(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()));
@@ -205,8 +224,8 @@ impl<W: Write> Write for HoldFlushes<W> {
     }
 }
 
-async fn ls(location: &str, prefix: &str, long: bool, json: bool) -> Result<ExitCode> {
-    let archive = open(location).await?;
+async fn ls(ctx: &Ctx, location: &str, prefix: &str, long: bool, json: bool) -> Result<ExitCode> {
+    let archive = ctx.open(location).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed: Option<std::io::Error> = None;
@@ -249,8 +268,9 @@ fn entry_json(e: &Entry) -> serde_json::Value {
     })
 }
 
-async fn extract(location: &str, dir: &Path, prefix: &str, quiet: bool) -> Result<ExitCode> {
-    let archive = open(location).await?;
+async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<ExitCode> {
+    let quiet = ctx.quiet;
+    let archive = ctx.open(location).await?;
     let bar = Bar::new(quiet, "extracting");
     let total: u64 = archive.list(prefix).await?.iter().map(|e| e.raw_len).sum();
     bar.set_total(total);
@@ -270,8 +290,9 @@ async fn extract(location: &str, dir: &Path, prefix: &str, quiet: bool) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify(location: &str, quiet: bool) -> Result<ExitCode> {
-    let archive = open(location).await?;
+async fn verify(ctx: &Ctx, location: &str) -> Result<ExitCode> {
+    let quiet = ctx.quiet;
+    let archive = ctx.open(location).await?;
     let started = Instant::now();
     let report = archive.verify().await?;
     let mut out = std::io::stdout().lock();
@@ -300,8 +321,8 @@ async fn verify(location: &str, quiet: bool) -> Result<ExitCode> {
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn info(location: &str, json: bool) -> Result<ExitCode> {
-    let archive = open(location).await?;
+async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
+    let archive = ctx.open(location).await?;
     let m = archive.manifest();
     let stored = m.pack_bytes();
     let per_record = |n: u64| n as f64 / m.records.max(1) as f64;
@@ -348,6 +369,55 @@ async fn info(location: &str, json: bool) -> Result<ExitCode> {
     )?;
     for p in &m.packs {
         writeln!(out, "  {}  {} records  {}  raw {}", p.name, p.records, bytes(p.size), bytes(p.raw_bytes))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn push(ctx: &Ctx, src: &str, dest: &str, opts: PushOptions) -> Result<ExitCode> {
+    let (from, to) = (ctx.store(src).await?, ctx.store(dest).await?);
+    let total = Archive::open(from.clone()).await?.manifest().pack_bytes();
+    let bar = Arc::new(Bar::new(ctx.quiet, "pushing"));
+    bar.set_total(total);
+    let started = Instant::now();
+    let report = haypack_pack::push(from, to, opts, bar.clone()).await;
+    bar.finish();
+    let report = report.with_context(|| format!("pushing {src} to {dest}"))?;
+    if !ctx.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        if report.up_to_date {
+            eprintln!("{dest} already holds this archive: nothing to send");
+        } else {
+            eprintln!(
+                "pushed {} objects, {} in {secs:.2} s ({:.1} MiB/s){}",
+                report.sent.len(),
+                bytes(report.bytes_sent),
+                report.bytes_sent as f64 / secs / 1048576.0,
+                match report.present.len() {
+                    0 => String::new(),
+                    n => format!("; {n} already there, not sent again"),
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn uploads(ctx: &Ctx, location: &str, abort: bool) -> Result<ExitCode> {
+    if !location.starts_with("s3://") {
+        bail!("{location}: only S3 archives have multipart uploads");
+    }
+    let store = S3Store::connect(location, ctx.s3.clone()).await?;
+    let pending = store.pending_uploads().await?;
+    let mut out = std::io::stdout().lock();
+    for upload in &pending {
+        writeln!(out, "{}  {}  {}", upload.initiated, upload.name, upload.upload_id)?;
+        if abort {
+            store.abort_upload(upload).await?;
+        }
+    }
+    if !ctx.quiet {
+        let verb = if abort { "aborted" } else { "pending (billed until aborted: pass --abort)" };
+        eprintln!("{} multipart upload(s) {verb}", pending.len());
     }
     Ok(ExitCode::SUCCESS)
 }

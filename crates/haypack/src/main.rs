@@ -17,8 +17,26 @@ struct Cli {
     /// No progress bars or summaries on stderr (errors are still printed).
     #[arg(long, short, global = true)]
     quiet: bool,
+    #[command(flatten)]
+    s3: S3Args,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Reaching S3 (for `s3://bucket/prefix` archives). Credentials and region come from the
+/// standard AWS chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION.
+#[derive(Debug, clap::Args)]
+struct S3Args {
+    /// An S3-compatible endpoint such as http://127.0.0.1:3900 (also read from AWS_ENDPOINT_URL);
+    /// it switches to path-style addressing.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", hide_env_values = true)]
+    endpoint_url: Option<String>,
+    /// Multipart upload part size (at least 5M).
+    #[arg(long = "s3-part-size", global = true, default_value = "8M", value_parser = human::parse_size)]
+    part_size: u64,
+    /// Parts uploaded at once, per object.
+    #[arg(long = "s3-concurrency", global = true, default_value_t = 8)]
+    concurrency: usize,
 }
 
 /// How records are compressed.
@@ -38,7 +56,7 @@ enum Command {
     Pack {
         /// The directory (or single file) to pack. Keys are paths relative to it.
         src: PathBuf,
-        /// The archive to create: a directory.
+        /// The archive to create: a directory, or s3://bucket/prefix (packs stream straight up).
         dest: String,
         /// Compression for every record; a record that does not shrink is stored.
         #[arg(long, value_enum, default_value = "zstd")]
@@ -58,6 +76,28 @@ enum Command {
         /// Replace an archive already at DEST, as its next generation.
         #[arg(long)]
         force: bool,
+    },
+    /// Copy an archive to another store, e.g. a local archive to s3://bucket/prefix. Interrupted,
+    /// it resumes: objects already there are not sent again; the manifest goes last.
+    Push {
+        /// The archive to copy.
+        src: String,
+        /// Where to: s3://bucket/prefix or a directory.
+        dest: String,
+        /// Replace a different archive already at DEST.
+        #[arg(long)]
+        force: bool,
+        /// Objects (packs) uploaded at once; each also uploads several parts at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
+    /// List (or abort) unfinished multipart uploads under an S3 archive: they are billed.
+    Uploads {
+        /// The s3://bucket/prefix archive.
+        archive: String,
+        /// Abort them.
+        #[arg(long)]
+        abort: bool,
     },
     /// Print one record's content (or write it to a file).
     Get {
