@@ -168,7 +168,8 @@ impl Manifest {
 
     /// Total bytes of all packs.
     pub fn pack_bytes(&self) -> u64 {
-        self.packs.iter().map(|p| p.size).sum()
+        // Sizes come from JSON: saturate rather than wrap or panic.
+        self.packs.iter().fold(0, |n, p| n.saturating_add(p.size))
     }
 
     /// The index block that holds `key`, if any block could.

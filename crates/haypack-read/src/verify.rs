@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use haypack_format::{ContentDecoder, Entry, FOOTER_TAIL, Footer, Meta, PackRef, RecordFrame, decode_block};
+use haypack_format::{
+    ContentDecoder, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, RecordFrame, decode_block,
+};
 
 use crate::{Archive, CHUNK, Result, check_header};
 
@@ -115,7 +117,10 @@ impl Archive {
         if crc != footer.index_crc32c {
             return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
         }
-        let mut entries = decode_block(&payload, usize::MAX).map_err(at)?;
+        // A pack index holds at most a key and a few numbers per record: a claimed size beyond
+        // that is corrupt, and must not be allocated.
+        let bound = (footer.records as usize).saturating_mul(MAX_KEY_LEN + 64).min(1 << 30);
+        let mut entries = decode_block(&payload, bound).map_err(at)?;
         let mut digest = Digest::default();
         entries.iter().for_each(|e| digest.add(e));
         if entries.len() as u64 != footer.records {
