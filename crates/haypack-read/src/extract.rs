@@ -1,6 +1,7 @@
 //! `extract`: restore records as files, never outside the target directory.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use haypack_format::Entry;
@@ -67,46 +68,82 @@ fn make_parents(dir: &Path, rel: &Path, key: &str) -> Result<()> {
 
 impl Archive {
     /// Extracts every record whose key starts with `prefix` into `dir`, restoring content,
-    /// permissions and modification time. Every key is checked before anything is written; each
-    /// file is written to a temporary name and renamed into place only once its checksum
-    /// matched, so a failure leaves no partial file. `progress` hears each file's raw bytes.
+    /// permissions and modification time. Every key is checked before anything is written; records
+    /// are fetched in merged ranges ([`Archive::read_many`]), and each file is written under a
+    /// temporary name and renamed into place only once its checksum matched, so a failure leaves
+    /// no partial file. `progress` hears each file's raw bytes.
     pub async fn extract(&self, dir: &Path, prefix: &str, progress: impl Fn(u64)) -> Result<ExtractReport> {
         let entries = self.list(prefix).await?;
-        let paths = entries.iter().map(|e| safe_path(&e.key)).collect::<Result<Vec<_>>>()?;
+        for e in &entries {
+            safe_path(&e.key)?;
+        }
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let mut report = ExtractReport::default();
-        for (entry, rel) in entries.iter().zip(paths) {
-            self.extract_one(dir, &rel, entry).await?;
+        let mut done = |e: &Entry| {
             report.files += 1;
-            report.bytes += entry.raw_len;
-            progress(entry.raw_len);
+            report.bytes += e.raw_len;
+            progress(e.raw_len);
+        };
+        let large = self
+            .read_many(entries, |e, content| {
+                let mut file = PendingFile::begin(dir, e)?;
+                file.out.write_all(&content).map_err(io("writing", &file.temp))?;
+                file.commit(e)?;
+                done(e);
+                Ok(())
+            })
+            .await?;
+        for e in large {
+            let mut file = PendingFile::begin(dir, &e)?;
+            self.read_entry(&e, &mut file.out).await?;
+            file.commit(&e)?;
+            done(&e);
         }
         Ok(report)
     }
+}
 
-    async fn extract_one(&self, dir: &Path, rel: &Path, entry: &Entry) -> Result<()> {
-        make_parents(dir, rel, &entry.key)?;
-        let target = dir.join(rel);
+/// A file being extracted: written under a temporary name beside its target, renamed into place
+/// by `commit`, removed if dropped before.
+struct PendingFile {
+    temp: PathBuf,
+    target: PathBuf,
+    out: std::io::BufWriter<fs::File>,
+    committed: bool,
+}
+
+impl PendingFile {
+    /// Creates the parents (never through a link) and the temporary file.
+    fn begin(dir: &Path, entry: &Entry) -> Result<Self> {
+        let rel = safe_path(&entry.key)?;
+        make_parents(dir, &rel, &entry.key)?;
+        let target = dir.join(&rel);
         let file_name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("record");
         let temp = target.with_file_name(format!(".{file_name}.haypack-{}", std::process::id()));
-        let result = async {
-            let file = fs::File::create(&temp).map_err(io("creating", &temp))?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            self.read_entry(entry, &mut out).await?;
-            let file = out.into_inner().map_err(|e| io("writing", &temp)(e.into_error()))?;
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(entry.mode)).map_err(io("setting mode of", &temp))?;
-            if let Some(t) = entry.mtime.to_system_time() {
-                file.set_modified(t).map_err(io("setting mtime of", &temp))?;
-            }
-            drop(file);
-            fs::rename(&temp, &target).map_err(io("renaming into place", &target))
+        let file = fs::File::create(&temp).map_err(io("creating", &temp))?;
+        Ok(PendingFile { out: std::io::BufWriter::with_capacity(1 << 20, file), temp, target, committed: false })
+    }
+
+    /// Sets mode and mtime and renames the file into place.
+    fn commit(mut self, entry: &Entry) -> Result<()> {
+        self.out.flush().map_err(io("writing", &self.temp))?;
+        let file = self.out.get_ref();
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(entry.mode)).map_err(io("setting mode of", &self.temp))?;
+        if let Some(t) = entry.mtime.to_system_time() {
+            file.set_modified(t).map_err(io("setting mtime of", &self.temp))?;
         }
-        .await;
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
+        fs::rename(&self.temp, &self.target).map_err(io("renaming into place", &self.target))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
         }
-        result
     }
 }
 

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod error;
 mod extract;
 mod verify;

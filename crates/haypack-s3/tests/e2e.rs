@@ -106,6 +106,17 @@ async fn a_lookup_costs_three_reads_cold_and_one_warm() {
             assert!(!archive.get(&key).await.unwrap().is_empty());
             assert_eq!(counted.counts().reads(), 1, "{}: warm get of {key}", server.name);
         }
+
+        // Extracting everything merges neighbouring records into ranges of up to 16 MiB: one
+        // read per index block and per 16 MiB of packs, not one per file.
+        counted.reset();
+        let fresh = Archive::open(counted.clone()).await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let report = fresh.extract(out.path(), "", |_| {}).await.unwrap();
+        assert_eq!(report.files, 20_000);
+        let m = fresh.manifest();
+        let budget = 1 + m.index.blocks.len() as u64 + m.pack_bytes().div_ceil(16 << 20) + m.packs.len() as u64;
+        assert!(counted.counts().reads() <= budget, "{}: {:?} > {budget}", server.name, counted.counts());
     }
 }
 
