@@ -56,6 +56,7 @@ pub struct Archive {
     manifest: Manifest,
     packs: HashMap<u32, PackRef>,
     blocks: Mutex<BlockCache>,
+    disk_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +68,13 @@ struct BlockCache {
 impl Archive {
     /// Opens the archive in `store`: one read, of its manifest.
     pub async fn open(store: Arc<dyn Store>) -> Result<Self> {
+        Self::open_with_cache(store, None).await
+    }
+
+    /// Opens the archive and keeps the index blocks it reads in `cache_dir` too, so the next
+    /// process to open it starts warm. Blocks are immutable and checked against the CRC in the
+    /// manifest's root, so a cached copy is used only if it is exactly the block named there.
+    pub async fn open_with_cache(store: Arc<dyn Store>, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
         let archive = store.describe();
         let bytes = match store.get(MANIFEST_NAME).await {
             Ok(b) => b,
@@ -75,7 +83,7 @@ impl Archive {
         };
         let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { archive, source })?;
         let packs = manifest.packs.iter().map(|p| (p.id, p.clone())).collect();
-        Ok(Archive { store, manifest, packs, blocks: Mutex::default() })
+        Ok(Archive { store, manifest, packs, blocks: Mutex::default(), disk_cache: cache_dir })
     }
 
     /// The manifest of the pinned generation.
@@ -100,12 +108,28 @@ impl Archive {
         let r = &self.manifest.index.blocks[i];
         let name = &self.manifest.index.name;
         let corrupt = |detail: String| Error::Corrupt { object: name.clone(), offset: r.offset, key: None, detail };
-        let bytes = self.store.get_range(name, r.offset..r.offset + r.len).await.map_err(|e| match e {
-            haypack_store::Error::OutOfRange { size, .. } => {
-                corrupt(format!("index is {size} bytes, the manifest says {}: truncated", self.manifest.index.size))
+        // A cached block is named by its checksum and length: a file under that name with
+        // those contents is the block, whichever archive put it there.
+        let cached = self.disk_cache.as_ref().map(|d| d.join(format!("{:08x}-{:x}.hpb", r.crc32c, r.len)));
+        let from_disk = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c);
+        let bytes = match from_disk {
+            Some(b) => bytes::Bytes::from(b),
+            None => {
+                let b = self.store.get_range(name, r.offset..r.offset + r.len).await.map_err(|e| match e {
+                    haypack_store::Error::OutOfRange { size, .. } => corrupt(format!(
+                        "index is {size} bytes, the manifest says {}: truncated",
+                        self.manifest.index.size
+                    )),
+                    e => e.into(),
+                })?;
+                if let Some(path) = &cached
+                    && crc32c::crc32c(&b) == r.crc32c
+                {
+                    save_to_cache(path, &b);
+                }
+                b
             }
-            e => e.into(),
-        })?;
+        };
         let crc = crc32c::crc32c(&bytes);
         if crc != r.crc32c {
             return Err(corrupt(format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c)));
@@ -240,6 +264,21 @@ impl Archive {
         }
         decoder.finish().map_err(fail)?;
         Ok(())
+    }
+}
+
+/// Writes a block to the disk cache; a cache that cannot be written is only slower.
+fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
+    let write = || -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, bytes)?;
+        temp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::debug!("not caching {}: {e}", path.display());
     }
 }
 

@@ -107,6 +107,15 @@ async fn a_lookup_costs_three_reads_cold_and_one_warm() {
             assert_eq!(counted.counts().reads(), 1, "{}: warm get of {key}", server.name);
         }
 
+        // With a disk cache, a second process finds the block on disk: manifest and record only.
+        let cache = tempfile::tempdir().unwrap();
+        let first = Archive::open_with_cache(counted.clone(), Some(cache.path().to_owned())).await.unwrap();
+        first.get(keys[0]).await.unwrap();
+        counted.reset();
+        let second = Archive::open_with_cache(counted.clone(), Some(cache.path().to_owned())).await.unwrap();
+        second.get(keys[0]).await.unwrap();
+        assert_eq!(counted.counts().reads(), 2, "{}: second process with a warm disk cache", server.name);
+
         // Extracting everything merges neighbouring records into ranges of up to 16 MiB: one
         // read per index block and per 16 MiB of packs, not one per file.
         counted.reset();

@@ -21,6 +21,7 @@ use crate::{Cli, CodecArg, Command, S3Args};
 pub struct Ctx {
     quiet: bool,
     s3: S3Options,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -35,15 +36,32 @@ impl Ctx {
         Ok(Arc::new(LocalStore::new(location)))
     }
 
+    /// Opens an archive; a remote one keeps its index blocks in the cache directory, so the
+    /// next command starts warm.
     async fn open(&self, location: &str) -> Result<Archive> {
-        Ok(Archive::open(self.store(location).await?).await?)
+        let cache = self.cache_dir.clone().filter(|_| location.starts_with("s3://"));
+        Ok(Archive::open_with_cache(self.store(location).await?, cache).await?)
     }
+}
+
+/// `$XDG_CACHE_HOME/haypack/blocks`, or `~/.cache/haypack/blocks`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("haypack").join("blocks"))
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let S3Args { endpoint_url, part_size, concurrency } = cli.s3;
     let s3 = S3Options { endpoint_url, part_size: part_size as usize, concurrency, ..S3Options::default() };
-    let ctx = &Ctx { quiet: cli.quiet, s3 };
+    let cache_dir = match (cli.no_cache, cli.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        (false, None) => default_cache_dir(),
+    };
+    let ctx = &Ctx { quiet: cli.quiet, s3, cache_dir };
     match cli.command {
         Command::Pack { src, dest, codec, level, pack_size, skip_unreadable, follow_symlinks, force } => {
             let compression = match codec {

@@ -19,6 +19,12 @@ struct Cli {
     quiet: bool,
     #[command(flatten)]
     s3: S3Args,
+    /// Where to keep index blocks of S3 archives between runs [default: $XDG_CACHE_HOME/haypack/blocks].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Keep no index blocks on disk.
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }

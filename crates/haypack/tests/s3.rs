@@ -13,7 +13,8 @@ fn sample() -> std::path::PathBuf {
 
 fn haypack(server: &TestServer) -> Command {
     let mut cmd = Command::cargo_bin("haypack").unwrap();
-    cmd.envs(server.env()).env_remove("AWS_PROFILE").arg("--quiet");
+    let cache = std::env::temp_dir().join(format!("haypack-cli-cache-{}", std::process::id()));
+    cmd.envs(server.env()).env_remove("AWS_PROFILE").env("XDG_CACHE_HOME", cache).arg("--quiet");
     cmd
 }
 
@@ -64,6 +65,7 @@ fn every_verb_works_on_an_s3_archive() {
         Command::cargo_bin("haypack")
             .unwrap()
             .envs(server.env())
+            .arg("--no-cache")
             .arg("push")
             .arg(&local_archive)
             .arg(&pushed)
