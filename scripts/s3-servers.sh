@@ -4,9 +4,15 @@
 #   moto 5.2.5    - strict AWS emulation (5 MiB parts, conditional writes), in its own virtualenv
 # Usage: scripts/s3-servers.sh start ENV_FILE   writes the endpoints and keys to ENV_FILE
 #        scripts/s3-servers.sh stop ENV_FILE    stops what `start` started
+#        scripts/s3-servers.sh garage DIR ENV_FILE   one more Garage of its own in DIR (for
+#                                                    tests that kill and restart a server)
 set -euo pipefail
 
 cmd=${1:?usage: s3-servers.sh start|stop ENV_FILE}
+if [ "$cmd" = garage ]; then
+    garage_dir=${2:?usage: s3-servers.sh garage DIR ENV_FILE}
+    shift
+fi
 env_file=${2:?usage: s3-servers.sh start|stop ENV_FILE}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/haypack
 garage_version=2.5.0
@@ -122,6 +128,11 @@ start)
     echo "export HAYPACK_TEST_S3_DIR=$dir" >> "$env_file"
     start_garage "$dir"
     start_moto "$dir"
+    ;;
+garage)
+    install_garage
+    : > "$env_file"
+    start_garage "$garage_dir"
     ;;
 stop)
     [ -f "$env_file" ] || exit 0

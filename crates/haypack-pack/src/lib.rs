@@ -150,6 +150,12 @@ pub async fn pack(
             Some((_, version)) => PutMode::Update(version.clone()),
         };
         store.put(MANIFEST_NAME, manifest.to_json().into(), mode).await?;
+        let mut names: Vec<String> = manifest.packs.iter().map(|p| p.name.clone()).collect();
+        names.push(manifest.index.name.clone());
+        let aborted = store.abort_uploads(&names).await?;
+        if aborted > 0 {
+            tracing::info!("aborted {aborted} unfinished upload(s) left by an interrupted run");
+        }
         Ok(manifest)
     };
     match commit.await {

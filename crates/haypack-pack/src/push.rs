@@ -37,6 +37,8 @@ pub struct PushReport {
     pub bytes_sent: u64,
     /// The archive was already at the destination, manifest and all.
     pub up_to_date: bool,
+    /// Unfinished uploads left by an interrupted push, aborted.
+    pub aborted_uploads: usize,
 }
 
 /// Bytes copied per read from the source.
@@ -98,6 +100,10 @@ pub async fn push(
     }
     dst.put(MANIFEST_NAME, manifest_bytes, mode).await?;
     report.sent.push(MANIFEST_NAME.to_owned());
+    // Every object is complete now: an upload still open to one of them was left by an
+    // interrupted run, and would be billed until aborted.
+    let names: Vec<String> = report.sent.iter().chain(&report.present).cloned().collect();
+    report.aborted_uploads = dst.abort_uploads(&names).await?;
     Ok(report)
 }
 

@@ -392,6 +392,17 @@ impl Store for S3Store {
         Ok(out)
     }
 
+    async fn abort_uploads(&self, names: &[String]) -> Result<usize> {
+        let mut aborted = 0;
+        for upload in self.pending_uploads().await? {
+            if names.contains(&upload.name) {
+                self.abort_upload(&upload).await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+
     async fn delete(&self, name: &str) -> Result<()> {
         let i = &self.inner;
         let resp = i.client.delete_object().bucket(&i.bucket).key(self.key(name)?).send().await;

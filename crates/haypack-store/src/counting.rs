@@ -107,4 +107,8 @@ impl<S: Store> Store for Counting<S> {
         self.bump(6, 1);
         self.inner.delete(name).await
     }
+
+    async fn abort_uploads(&self, names: &[String]) -> Result<usize> {
+        self.inner.abort_uploads(names).await
+    }
 }

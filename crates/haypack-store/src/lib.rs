@@ -90,6 +90,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, name: &str) -> Result<()>;
+
+    /// Aborts unfinished uploads to any of `names`, left by an interrupted writer, so nothing
+    /// partial is kept (or billed). Returns how many it aborted. Stores whose writes cannot be
+    /// left half done have nothing to do.
+    async fn abort_uploads(&self, names: &[String]) -> Result<usize> {
+        let _ = names;
+        Ok(0)
+    }
 }
 
 /// Checks that `name` is a plain relative object name.

@@ -1,0 +1,160 @@
+//! A server that dies in the middle of an upload: the push fails clearly, and once the server is
+//! back, running it again completes with identical data and nothing left billing. Runs against a
+//! Garage of its own, since it kills it.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A private Garage: its settings, and the running server.
+struct Garage {
+    env: Vec<(String, String)>,
+    config: String,
+    endpoint: String,
+    server: Option<Child>,
+    pid: u32,
+}
+
+impl Garage {
+    fn start(dir: &Path) -> Option<Self> {
+        let have = StdCommand::new("garage").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !have {
+            assert!(
+                std::env::var("HAYPACK_REQUIRE_S3").as_deref() != Ok("1"),
+                "garage is not installed: run scripts/test.sh"
+            );
+            eprintln!("SKIPPED: garage is not installed (scripts/test.sh installs it)");
+            return None;
+        }
+        let env_file = dir.join("env");
+        let status = StdCommand::new(repo().join("scripts/s3-servers.sh"))
+            .arg("garage")
+            .arg(dir.join("garage"))
+            .arg(&env_file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "starting a private Garage failed");
+        let vars: Vec<(String, String)> = std::fs::read_to_string(&env_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        Some(Garage {
+            env: vec![
+                ("AWS_ENDPOINT_URL".into(), get("HAYPACK_TEST_GARAGE_ENDPOINT")),
+                ("AWS_ACCESS_KEY_ID".into(), get("HAYPACK_TEST_GARAGE_KEY_ID")),
+                ("AWS_SECRET_ACCESS_KEY".into(), get("HAYPACK_TEST_GARAGE_SECRET")),
+                ("AWS_REGION".into(), get("HAYPACK_TEST_GARAGE_REGION")),
+                ("XDG_CACHE_HOME".into(), dir.join("cache").display().to_string()),
+            ],
+            config: get("HAYPACK_TEST_GARAGE_CONFIG"),
+            endpoint: get("HAYPACK_TEST_GARAGE_ENDPOINT"),
+            pid: get("HAYPACK_TEST_GARAGE_PID").parse().unwrap(),
+            server: None,
+        })
+    }
+
+    fn kill(&mut self) {
+        match self.server.take() {
+            Some(mut child) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            None => {
+                StdCommand::new("kill").args(["-9", &self.pid.to_string()]).status().unwrap();
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        let child = StdCommand::new("garage")
+            .args(["-c", &self.config, "server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.pid = child.id();
+        self.server = Some(child);
+        let started = Instant::now();
+        let addr = self.endpoint.trim_start_matches("http://").to_owned();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "Garage did not come back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn haypack(&self) -> Command {
+        let mut cmd = Command::cargo_bin("haypack").unwrap();
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--quiet");
+        cmd
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Incompressible bytes, quickly.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_push_interrupted_by_a_dead_server_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut garage) = Garage::start(dir.path()) else { return };
+
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(src.join(format!("blob-{i}.bin")), noise(48 << 20, i + 1)).unwrap();
+    }
+    std::fs::write(src.join("small.txt"), "a small file\n").unwrap();
+    let local = dir.path().join("local");
+    garage.haypack().args(["pack", "--pack-size", "50M"]).arg(&src).arg(&local).assert().success();
+
+    let url = "s3://haypack-test/interrupted";
+    let mut push = std::process::Command::new(assert_cmd::cargo::cargo_bin("haypack"));
+    push.envs(garage.env.iter().map(|(k, v)| (k, v)))
+        .args(["--quiet", "--s3-part-size", "5M", "--s3-concurrency", "1", "push", "--jobs", "1"])
+        .arg(&local)
+        .arg(url)
+        .stderr(Stdio::piped());
+    let child = push.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    garage.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the push should have failed when the server died");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pushing") && stderr.contains(url), "unclear error: {stderr}");
+
+    garage.restart();
+    garage.haypack().args(["uploads", url]).assert().success(); // lists what was left, if anything
+    garage.haypack().arg("push").arg(&local).arg(url).assert().success();
+    garage.haypack().args(["verify", url]).assert().success();
+    let expected = std::fs::read(src.join("blob-2.bin")).unwrap();
+    garage.haypack().args(["get", url, "blob-2.bin"]).assert().success().stdout(predicate::eq(expected));
+    // The interrupted upload was aborted by the successful run: nothing left billing.
+    garage.haypack().args(["uploads", url]).assert().success().stdout("");
+}
