@@ -33,7 +33,7 @@ wait_for() { # wait_for NAME URL
 }
 
 install_garage() {
-    if command -v garage >/dev/null && garage --version 2>/dev/null | grep -q "v$garage_version"; then return; fi
+    if command -v garage >/dev/null && garage --version 2>/dev/null | grep -q "[:v]$garage_version\b"; then return; fi
     log "installing Garage $garage_version with cargo (about 8 minutes the first time)"
     cargo install garage --locked --version "$garage_version" --quiet
 }
@@ -76,7 +76,7 @@ TOML
     wait_for Garage "http://127.0.0.1:$s3_port/"
     local node
     for _ in $(seq 1 50); do
-        node=$($g status 2>/dev/null | awk '/^[0-9a-f]{16}/ {print $1; exit}') && [ -n "$node" ] && break
+        node=$($g status 2>/dev/null | grep -oE '^[0-9a-f]{16}' | head -n 1) && [ -n "$node" ] && break
         sleep 0.2
     done
     $g layout assign -z dc1 -c 1G "$node" >/dev/null
