@@ -1,0 +1,85 @@
+//! Read-side S3 measurements for `scripts/bench-s3.sh`:
+//! `s3_bench ARCHIVE_URL LOOSE_URL SAMPLES EXTRACT_DIR`.
+//!
+//! The endpoint and credentials come from the standard AWS environment. Measures, over the same
+//! random keys: a cold `get` (a fresh reader: manifest, index block, record), a warm `get` (index
+//! cached: one ranged GET), and a GET of the same file stored as a loose object under LOOSE_URL
+//! (keys as uploaded by `s5cmd cp DIR/* LOOSE_URL/`); then a whole-archive extract with its GET
+//! count. Prints `name value` lines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use haypack_read::Archive;
+use haypack_s3::{S3Options, S3Store};
+use haypack_store::{Counting, Store};
+
+fn percentile(times: &mut [Duration], p: f64) -> f64 {
+    times.sort();
+    times[((times.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [archive_url, loose_url, samples, extract_dir] = &args[..] else {
+        return Err("usage: s3_bench ARCHIVE_URL LOOSE_URL SAMPLES EXTRACT_DIR".into());
+    };
+    let samples: usize = samples.parse()?;
+    let store = Arc::new(Counting::new(S3Store::connect(archive_url, S3Options::default()).await?));
+    let loose = S3Store::connect(loose_url, S3Options::default()).await?;
+
+    let archive = Archive::open(store.clone()).await?;
+    let keys: Vec<String> = archive.list("").await?.into_iter().map(|e| e.key).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let picks: Vec<&String> = (0..samples)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            &keys[(x % keys.len() as u64) as usize]
+        })
+        .collect();
+
+    let (mut cold, mut warm, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    store.reset();
+    for key in picks.iter().take(200) {
+        let t = Instant::now();
+        let fresh = Archive::open(store.clone()).await?;
+        fresh.get(key).await?;
+        cold.push(t.elapsed());
+    }
+    let cold_reads = store.counts().reads() as f64 / cold.len() as f64;
+    store.reset();
+    for key in &picks {
+        let t = Instant::now();
+        archive.get(key).await?;
+        warm.push(t.elapsed());
+    }
+    let warm_reads = store.counts().reads() as f64 / warm.len() as f64;
+    for key in &picks {
+        let t = Instant::now();
+        loose.get(key).await?;
+        direct.push(t.elapsed());
+    }
+    println!("keys {}", keys.len());
+    println!("cold_get_p50_ms {:.3}", percentile(&mut cold, 0.5));
+    println!("cold_get_p99_ms {:.3}", percentile(&mut cold, 0.99));
+    println!("cold_get_requests {cold_reads:.2}");
+    println!("warm_get_p50_ms {:.3}", percentile(&mut warm, 0.5));
+    println!("warm_get_p99_ms {:.3}", percentile(&mut warm, 0.99));
+    println!("warm_get_requests {warm_reads:.2}");
+    println!("loose_get_p50_ms {:.3}", percentile(&mut direct, 0.5));
+    println!("loose_get_p99_ms {:.3}", percentile(&mut direct, 0.99));
+
+    store.reset();
+    let t = Instant::now();
+    let fresh = Archive::open(store.clone()).await?;
+    let report = fresh.extract(std::path::Path::new(extract_dir), "", |_| {}).await?;
+    println!("extract_s {:.3}", t.elapsed().as_secs_f64());
+    println!("extract_files {}", report.files);
+    println!("extract_requests {}", store.counts().reads());
+    println!("extract_bytes_read {}", store.counts().bytes_read);
+    println!("pack_bytes {}", fresh.manifest().pack_bytes());
+    Ok(())
+}
