@@ -184,12 +184,18 @@ async fn previous_manifest(store: &dyn Store, force: bool) -> Result<Option<(Man
         }
         Err(haypack_store::Error::NotFound { .. }) => {
             let objects = store.list("").await?;
-            if let Some(first) = objects.first() {
+            let ours = |name: &str| name.starts_with("packs/") || name.starts_with("index/");
+            if let Some(foreign) = objects.iter().find(|o| !ours(&o.name)) {
                 return Err(Error::NotEmpty {
                     dest: store.describe(),
                     objects: objects.len(),
-                    example: first.name.clone(),
+                    example: foreign.name.clone(),
                 });
+            }
+            // Packs and index but no manifest: a run that never committed. Its objects are
+            // invisible to readers; with `force` this run writes over them.
+            if !objects.is_empty() && !force {
+                return Err(Error::Unfinished { dest: store.describe(), objects: objects.len() });
             }
             Ok(None)
         }
@@ -310,7 +316,8 @@ impl Packer {
     ) -> Result<()> {
         let compression = self.opts.compression;
         let encoded: Vec<Result<Encoded>> = batch.par_iter().map(|item| encode_small(item, compression)).collect();
-        for (item, enc) in batch.drain(..).zip(encoded) {
+        batch.clear();
+        for enc in encoded {
             let enc = match enc {
                 Ok(enc) => enc,
                 Err(e) => {
@@ -318,20 +325,32 @@ impl Packer {
                     continue;
                 }
             };
-            // As in `write_large`: a file larger than the pack size gets a pack of its own.
-            let own_pack = enc.header.raw_len > self.opts.pack_size;
-            if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
-                self.finish_pack(p, index)?;
-            }
-            let p = self.current_pack(pack)?;
-            let start = p.len();
-            p.write(&enc.bytes).map_err(|e| io_error(p.name(), e))?;
-            p.add_entry(&enc.header, start);
-            self.progress.packed(1, item.len);
-            if own_pack || p.len() >= self.opts.pack_size {
-                let full = pack.take().expect("current pack");
-                self.finish_pack(full, index)?;
-            }
+            self.append(&enc.header, pack, index, |p| p.write(&enc.bytes).map_err(|e| io_error(p.name(), e)))?;
+        }
+        Ok(())
+    }
+
+    /// Appends one record, written by `write`, to the current pack: a record larger than the
+    /// pack size gets a pack of its own, and a pack that reached its size is finished.
+    fn append(
+        &mut self,
+        header: &RecordHeader,
+        pack: &mut Option<PackWriter>,
+        index: &mut IndexWriter,
+        write: impl FnOnce(&mut PackWriter) -> Result<()>,
+    ) -> Result<()> {
+        let own_pack = header.raw_len > self.opts.pack_size;
+        if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
+            self.finish_pack(p, index)?;
+        }
+        let p = self.current_pack(pack)?;
+        let start = p.len();
+        write(p)?;
+        p.add_entry(header, start);
+        self.progress.packed(1, header.raw_len);
+        if own_pack || p.len() >= self.opts.pack_size {
+            let full = pack.take().expect("current pack");
+            self.finish_pack(full, index)?;
         }
         Ok(())
     }
@@ -344,32 +363,23 @@ impl Packer {
             Ok(done) => done,
             Err(e) => return self.fail_or_skip(e),
         };
-        let own_pack = header.raw_len > self.opts.pack_size;
-        if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
-            self.finish_pack(p, index)?;
-        }
-        let p = self.current_pack(pack)?;
-        let start = p.len();
         let container = self.opts.compression.container;
-        p.write(&container.record_prefix(&header)?).map_err(|e| io_error(p.name(), e))?;
-        let temp_err = |source| Error::Temp { path: item.path.clone(), source };
-        temp.rewind().map_err(temp_err)?;
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = temp.read(&mut buf).map_err(temp_err)?;
-            if n == 0 {
-                break;
+        let prefix = container.record_prefix(&header)?;
+        let path = item.path.clone();
+        self.append(&header, pack, index, move |p| {
+            p.write(&prefix).map_err(|e| io_error(p.name(), e))?;
+            let temp_err = |source| Error::Temp { path: path.clone(), source };
+            temp.rewind().map_err(temp_err)?;
+            let mut buf = vec![0; 1 << 20];
+            loop {
+                let n = temp.read(&mut buf).map_err(temp_err)?;
+                if n == 0 {
+                    break;
+                }
+                p.write(&buf[..n]).map_err(|e| io_error(p.name(), e))?;
             }
-            p.write(&buf[..n]).map_err(|e| io_error(p.name(), e))?;
-        }
-        p.write(&suffix).map_err(|e| io_error(p.name(), e))?;
-        p.add_entry(&header, start);
-        self.progress.packed(1, header.raw_len);
-        if own_pack || p.len() >= self.opts.pack_size {
-            let full = pack.take().expect("current pack");
-            self.finish_pack(full, index)?;
-        }
-        Ok(())
+            p.write(&suffix).map_err(|e| io_error(p.name(), e))
+        })
     }
 }
 

@@ -836,6 +836,27 @@ fn an_existing_archive_is_replaced_only_with_force() {
 }
 
 #[test]
+fn leftovers_of_an_unfinished_run_are_replaced_only_with_force() {
+    let tree = sample_tree();
+    let (tmp, src) = setup(&tree);
+    let arch = tmp.path().join("arch");
+    pack_ok(&src, &arch, &["-q"]);
+    // As if the run had died before its commit: packs and index, no manifest.
+    fs::remove_file(arch.join("manifest.json")).expect("rm");
+    haypack()
+        .arg("pack")
+        .arg(&src)
+        .arg(&arch)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("never finished"))
+        .stderr(predicate::str::contains("--force"));
+    assert!(!arch.join("manifest.json").exists());
+    haypack().args(["pack", "-q", "--force"]).arg(&src).arg(&arch).assert().success();
+    haypack().args(["-q", "verify"]).arg(&arch).assert().success();
+}
+
+#[test]
 fn a_non_empty_directory_that_is_no_archive_is_refused() {
     let tree = sample_tree();
     let (tmp, src) = setup(&tree);
