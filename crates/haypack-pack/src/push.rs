@@ -77,7 +77,7 @@ pub async fn push(
     for (name, size) in objects {
         match dst.head(&name).await {
             Ok(meta) if meta.size == size => {
-                progress.packed(0, size);
+                progress.packed(1, size);
                 report.present.push(name);
             }
             Ok(_) | Err(haypack_store::Error::NotFound { .. }) => todo.push((name, size)),
@@ -129,6 +129,7 @@ async fn copy(
             at = end;
         }
         writer.finish()?;
+        progress.packed(1, 0);
         Ok(())
     })
     .await

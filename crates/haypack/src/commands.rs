@@ -99,7 +99,7 @@ async fn pack(ctx: &Ctx, src: &Path, dest: &str, opts: PackOptions) -> Result<Ex
     if meta.is_dir() && !dest.starts_with("s3://") {
         refuse_dest_inside_src(src, Path::new(dest))?;
     }
-    let bar = Arc::new(Bar::new(quiet, "packing"));
+    let bar = Arc::new(Bar::new(quiet, "packing", "files"));
     count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
     let started = Instant::now();
     let report = haypack_pack::pack(src, store, opts, bar.clone()).await;
@@ -289,7 +289,7 @@ fn entry_json(e: &Entry) -> serde_json::Value {
 async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<ExitCode> {
     let quiet = ctx.quiet;
     let archive = ctx.open(location).await?;
-    let bar = Bar::new(quiet, "extracting");
+    let bar = Bar::new(quiet, "extracting", "files");
     let total: u64 = archive.list(prefix).await?.iter().map(|e| e.raw_len).sum();
     bar.set_total(total);
     let started = Instant::now();
@@ -394,7 +394,7 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
 async fn push(ctx: &Ctx, src: &str, dest: &str, opts: PushOptions) -> Result<ExitCode> {
     let (from, to) = (ctx.store(src).await?, ctx.store(dest).await?);
     let total = Archive::open(from.clone()).await?.manifest().pack_bytes();
-    let bar = Arc::new(Bar::new(ctx.quiet, "pushing"));
+    let bar = Arc::new(Bar::new(ctx.quiet, "pushing", "objects"));
     bar.set_total(total);
     let started = Instant::now();
     let report = haypack_pack::push(from, to, opts, bar.clone()).await;

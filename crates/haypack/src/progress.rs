@@ -11,10 +11,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Bar {
     bar: ProgressBar,
     files: AtomicU64,
+    unit: &'static str,
 }
 
 impl Bar {
-    pub fn new(quiet: bool, verb: &str) -> Self {
+    /// A bar for `verb`-ing things counted in `unit`s ("files", "objects").
+    pub fn new(quiet: bool, verb: &str, unit: &'static str) -> Self {
         let visible = !quiet && std::io::stderr().is_terminal();
         let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let bar = ProgressBar::with_draw_target(None, target);
@@ -22,7 +24,7 @@ impl Bar {
             "{verb} {{msg}} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
         );
         bar.set_style(ProgressStyle::with_template(&template).expect("static template").progress_chars("=> "));
-        Bar { bar, files: AtomicU64::new(0) }
+        Bar { bar, files: AtomicU64::new(0), unit }
     }
 
     /// Sets the total once it is known.
@@ -33,7 +35,7 @@ impl Bar {
     /// Counts `files` files of `bytes` bytes as done.
     pub fn inc(&self, files: u64, bytes: u64) {
         let n = self.files.fetch_add(files, Ordering::Relaxed) + files;
-        self.bar.set_message(format!("{n} files"));
+        self.bar.set_message(format!("{n} {}", self.unit));
         self.bar.inc(bytes);
     }
 
