@@ -240,6 +240,17 @@ impl S3Store {
         Error::Remote { store, op, name: name.to_owned(), detail }
     }
 
+    /// Reads a response body to the end; a connection that breaks mid-body is a remote error.
+    async fn body(&self, name: &str, body: ByteStream) -> Result<Bytes> {
+        let collected = body.collect().await.map_err(|e| Error::Remote {
+            store: self.describe(),
+            op: "reading",
+            name: name.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Ok(collected.into_bytes())
+    }
+
     /// Fails with `Conflict` unless the object's current state allows `mode`. Stores that honour
     /// conditional headers check again atomically; on those that ignore them (Garage) this check
     /// is all there is, and two writers racing inside it can both win.
@@ -274,13 +285,7 @@ impl Store for S3Store {
         let i = &self.inner;
         let resp = i.client.get_object().bucket(&i.bucket).key(self.key(name)?).send().await;
         let resp = resp.map_err(|e| self.remote("reading", name, e))?;
-        let body = resp.body.collect().await.map_err(|e| Error::Remote {
-            store: self.describe(),
-            op: "reading",
-            name: name.to_owned(),
-            detail: e.to_string(),
-        })?;
-        Ok(body.into_bytes())
+        self.body(name, resp.body).await
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
@@ -322,13 +327,7 @@ impl Store for S3Store {
         // S3 answers a range reaching past the end with what there is; the total after the
         // slash in Content-Range tells the object's real size.
         let total = resp.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
-        let body = resp.body.collect().await.map_err(|e| Error::Remote {
-            store: self.describe(),
-            op: "reading",
-            name: name.to_owned(),
-            detail: e.to_string(),
-        })?;
-        let bytes = body.into_bytes();
+        let bytes = self.body(name, resp.body).await?;
         if bytes.len() as u64 != range.end - range.start {
             return Err(out_of_range(total.unwrap_or(range.start + bytes.len() as u64)));
         }
