@@ -50,16 +50,6 @@ pub enum Error {
         /// One of them.
         example: String,
     },
-    /// The destination holds what an interrupted run left: packs but no manifest.
-    #[error(
-        "{dest} holds {objects} objects from a pack or push that never finished (there is no manifest); pass --force to write over them"
-    )]
-    Unfinished {
-        /// The destination.
-        dest: String,
-        /// How many objects are there.
-        objects: usize,
-    },
     /// Nothing to pack.
     #[error("{src} holds no files to pack{}", if *.skipped > 0 { format!(" ({} skipped)", .skipped) } else { String::new() })]
     EmptySource {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use haypack_format::{
     Codec, Compression, ContentEncoder, MANIFEST_NAME, Manifest, PackRef, RecordHeader, RecordMeta, encode_record,
 };
-use haypack_store::{PutMode, Store};
+use haypack_store::{Finished, PutMode, Store};
 use rayon::prelude::*;
 
 pub use crate::error::{Error, Result};
@@ -110,6 +110,9 @@ pub struct PackReport {
     /// Entries passed over: symbolic links, special files, and with `skip_unreadable`
     /// unreadable files.
     pub skipped: Vec<Skipped>,
+    /// Objects an interrupted run had already written with exactly these bytes: kept, not sent
+    /// again.
+    pub kept: Vec<String>,
 }
 
 /// Packs the tree at `src` into a new archive in `store`, committing its manifest last.
@@ -122,19 +125,23 @@ pub async fn pack(
     opts: PackOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<PackReport> {
-    let previous = previous_manifest(&*store, opts.force).await?;
+    let Destination { previous, leftovers } = inspect(&*store, opts.force).await?;
+    // Packs but no manifest: a run that never committed. Packing is deterministic, so this run
+    // makes the same objects again: where one is already there with the same bytes it is kept
+    // instead of sent (on S3; a local store just rewrites). With `force`, it writes over them.
+    let resume = !leftovers.is_empty() && !opts.force;
     let generation = previous.as_ref().map_or(0, |(m, _)| m.generation) + 1;
     let first_id = previous.as_ref().and_then(|(m, _)| m.packs.iter().map(|p| p.id).max()).unwrap_or(0) + 1;
 
     let (src, s) = (src.to_owned(), store.clone());
-    let mut packer = Packer::new(s, opts, progress, first_id);
+    let mut packer = Packer::new(s, opts, progress, first_id, resume);
     let written = tokio::task::spawn_blocking(move || {
         let result = packer.run(&src, generation);
-        (packer.written, packer.skipped, result)
+        (packer.written, packer.kept, packer.skipped, result)
     })
     .await
     .expect("the packer does not panic");
-    let (written, skipped, result) = written;
+    let (written, kept, skipped, result) = written;
     let commit = async {
         let (packs, index) = result?;
         let manifest = Manifest {
@@ -156,10 +163,16 @@ pub async fn pack(
         if aborted > 0 {
             tracing::info!("aborted {aborted} unfinished upload(s) left by an interrupted run");
         }
+        // Leftovers this generation does not name were never visible to any reader.
+        for stale in leftovers.iter().filter(|l| !names.contains(l)) {
+            store.delete(stale).await?;
+        }
         Ok(manifest)
     };
     match commit.await {
-        Ok(manifest) => Ok(PackReport { manifest, skipped }),
+        Ok(manifest) => Ok(PackReport { manifest, skipped, kept }),
+        // Over leftovers, what is there (old and new) stays for the next run to resume.
+        Err(e) if resume => Err(e),
         Err(e) => {
             for name in written {
                 if let Err(cleanup) = store.delete(&name).await {
@@ -171,16 +184,24 @@ pub async fn pack(
     }
 }
 
-/// The manifest already at the destination and its version, refusing to go on unless `force`;
-/// and refusing a destination that holds other things.
-async fn previous_manifest(store: &dyn Store, force: bool) -> Result<Option<(Manifest, String)>> {
+/// What a run finds at its destination.
+struct Destination {
+    /// The committed archive there, and its manifest's version.
+    previous: Option<(Manifest, String)>,
+    /// Objects of a run that never committed (no manifest).
+    leftovers: Vec<String>,
+}
+
+/// Looks at the destination: an archive there is refused unless `force`; anything that is not
+/// an archive's is refused always.
+async fn inspect(store: &dyn Store, force: bool) -> Result<Destination> {
     match store.head(MANIFEST_NAME).await {
         Ok(meta) => {
             let manifest = Manifest::parse(&store.get(MANIFEST_NAME).await?)?;
             if !force {
                 return Err(Error::ArchiveExists { dest: store.describe(), generation: manifest.generation });
             }
-            Ok(Some((manifest, meta.version)))
+            Ok(Destination { previous: Some((manifest, meta.version)), leftovers: Vec::new() })
         }
         Err(haypack_store::Error::NotFound { .. }) => {
             let objects = store.list("").await?;
@@ -192,12 +213,7 @@ async fn previous_manifest(store: &dyn Store, force: bool) -> Result<Option<(Man
                     example: foreign.name.clone(),
                 });
             }
-            // Packs and index but no manifest: a run that never committed. Its objects are
-            // invisible to readers; with `force` this run writes over them.
-            if !objects.is_empty() && !force {
-                return Err(Error::Unfinished { dest: store.describe(), objects: objects.len() });
-            }
-            Ok(None)
+            Ok(Destination { previous: None, leftovers: objects.into_iter().map(|o| o.name).collect() })
         }
         Err(e) => Err(e.into()),
     }
@@ -215,18 +231,40 @@ struct Packer {
     progress: Arc<dyn Progress>,
     next_id: u32,
     packs: Vec<PackRef>,
+    /// Write resumably: keep objects an interrupted run left with the same bytes.
+    resume: bool,
     /// Objects this run made visible, to delete if it fails.
     written: Vec<String>,
+    /// Objects kept from an interrupted run.
+    kept: Vec<String>,
     skipped: Vec<Skipped>,
 }
 
 impl Packer {
-    fn new(store: Arc<dyn Store>, opts: PackOptions, progress: Arc<dyn Progress>, first_id: u32) -> Self {
-        Packer { store, opts, progress, next_id: first_id, packs: Vec::new(), written: Vec::new(), skipped: Vec::new() }
+    fn new(store: Arc<dyn Store>, opts: PackOptions, progress: Arc<dyn Progress>, first_id: u32, resume: bool) -> Self {
+        Packer {
+            store,
+            opts,
+            progress,
+            next_id: first_id,
+            packs: Vec::new(),
+            resume,
+            written: Vec::new(),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Files a finished object under written or kept.
+    fn record(&mut self, name: String, finished: &Finished) {
+        match finished {
+            Finished::Written(_) => self.written.push(name),
+            Finished::Kept(_) => self.kept.push(name),
+        }
     }
 
     fn run(&mut self, src: &Path, generation: u64) -> Result<(Vec<PackRef>, haypack_format::IndexRef)> {
-        let mut index = IndexWriter::create(&*self.store, generation)?;
+        let mut index = IndexWriter::create(&*self.store, generation, self.resume)?;
         let mut pack: Option<PackWriter> = None;
         let mut batch: Vec<FileItem> = Vec::new();
         let mut batch_bytes = 0;
@@ -263,8 +301,8 @@ impl Packer {
             return Err(Error::EmptySource { src: src.to_owned(), skipped: self.skipped.len() });
         }
         let name = index.name().to_owned();
-        let index = index.finish()?;
-        self.written.push(name);
+        let (index, finished) = index.finish()?;
+        self.record(name, &finished);
         Ok((std::mem::take(&mut self.packs), index))
     }
 
@@ -293,16 +331,16 @@ impl Packer {
         if pack.is_none() {
             let id = self.next_id;
             self.next_id += 1;
-            *pack = Some(PackWriter::create(&*self.store, id, self.opts.compression.container)?);
+            *pack = Some(PackWriter::create(&*self.store, id, self.opts.compression.container, self.resume)?);
         }
         Ok(pack.as_mut().expect("just created"))
     }
 
     fn finish_pack(&mut self, pack: PackWriter, index: &mut IndexWriter) -> Result<()> {
         let name = pack.name().to_owned();
-        let (pack_ref, entries) = pack.finish()?;
+        let (pack_ref, entries, finished) = pack.finish()?;
         tracing::debug!("finished {name}: {} records, {} bytes", pack_ref.records, pack_ref.size);
-        self.written.push(name);
+        self.record(name, &finished);
         self.packs.push(pack_ref);
         index.extend(entries)
     }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use haypack_format::{BlockRef, Container, Entry, Footer, IndexRef, Meta, PackRef, RecordHeader, encode_block};
-use haypack_store::{ObjectWriter, Store};
+use haypack_store::{Finished, ObjectWriter, Store};
 
 use crate::Result;
 
@@ -21,9 +21,9 @@ pub(crate) struct PackWriter {
 }
 
 impl PackWriter {
-    pub fn create(store: &dyn Store, id: u32, container: Container) -> Result<Self> {
+    pub fn create(store: &dyn Store, id: u32, container: Container, resume: bool) -> Result<Self> {
         let name = format!("packs/{id:06}.hpk.{}", container.name());
-        let out = store.create(&name)?;
+        let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
         Ok(PackWriter { id, name, container, out, offset: 0, crc32c: 0, raw_bytes: 0, entries: Vec::new() })
     }
 
@@ -62,9 +62,9 @@ impl PackWriter {
         });
     }
 
-    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry
-    /// and its records' index entries, tagged with the pack id.
-    pub fn finish(mut self) -> Result<(PackRef, Vec<Entry>)> {
+    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry,
+    /// its records' index entries (tagged with the pack id) and how the object got there.
+    pub fn finish(mut self) -> Result<(PackRef, Vec<Entry>, Finished)> {
         let payload = encode_block(&self.entries)?;
         let framed = self.container.meta(Meta::Index, &payload);
         let footer = Footer {
@@ -76,8 +76,8 @@ impl PackWriter {
         };
         self.write(&framed).map_err(|e| io_error(&self.name, e))?;
         self.write(&footer.encode()).map_err(|e| io_error(&self.name, e))?;
-        let meta = self.out.finish()?;
-        debug_assert_eq!(meta.size, self.offset);
+        let finished = self.out.finish()?;
+        debug_assert_eq!(finished.meta().size, self.offset);
         let pack = PackRef {
             id: self.id,
             name: self.name,
@@ -89,7 +89,7 @@ impl PackWriter {
         for e in &mut self.entries {
             e.pack = self.id;
         }
-        Ok((pack, self.entries))
+        Ok((pack, self.entries, finished))
     }
 }
 
@@ -113,9 +113,9 @@ pub(crate) struct IndexWriter {
 }
 
 impl IndexWriter {
-    pub fn create(store: &dyn Store, generation: u64) -> Result<Self> {
+    pub fn create(store: &dyn Store, generation: u64, resume: bool) -> Result<Self> {
         let name = format!("index/{generation:06}.hpi");
-        let out = store.create(&name)?;
+        let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
         Ok(IndexWriter { name, out, offset: 0, pending: Vec::new(), pending_bytes: 0, blocks: Vec::new() })
     }
 
@@ -154,9 +154,9 @@ impl IndexWriter {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<IndexRef> {
+    pub fn finish(mut self) -> Result<(IndexRef, Finished)> {
         self.flush()?;
-        self.out.finish()?;
-        Ok(IndexRef { name: self.name, size: self.offset, blocks: self.blocks })
+        let finished = self.out.finish()?;
+        Ok((IndexRef { name: self.name, size: self.offset, blocks: self.blocks }, finished))
     }
 }

@@ -363,7 +363,11 @@ impl Store for S3Store {
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(writer::S3Writer::new(self.clone(), name, self.key(name)?)?))
+        Ok(Box::new(writer::S3Writer::new(self.clone(), name, self.key(name)?, false)?))
+    }
+
+    fn create_resumable(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(writer::S3Writer::new(self.clone(), name, self.key(name)?, true)?))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {

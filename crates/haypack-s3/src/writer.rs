@@ -6,12 +6,24 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store};
+use haypack_store::{Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store};
+use md5::Digest;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::{S3Store, content_md5};
+
+/// What a resumable writer found under its name.
+enum Existing {
+    /// Not looked yet (or not resumable: never looked).
+    Unknown,
+    /// Nothing there: upload.
+    Absent,
+    /// An object is there: hash the parts instead of sending them, and keep it if its ETag is
+    /// the one these bytes would get.
+    Present { meta: ObjectMeta, part_md5s: Vec<[u8; 16]> },
+}
 
 /// A multipart upload behind `std::io::Write`. Use it from a blocking thread: it waits for
 /// upload slots. An object smaller than one part is sent with a single PUT; a writer dropped
@@ -27,10 +39,12 @@ pub(crate) struct S3Writer {
     parts: Vec<JoinHandle<Result<CompletedPart>>>,
     slots: Arc<Semaphore>,
     size: u64,
+    resumable: bool,
+    existing: Existing,
 }
 
 impl S3Writer {
-    pub fn new(store: S3Store, name: &str, key: String) -> Result<Self> {
+    pub fn new(store: S3Store, name: &str, key: String, resumable: bool) -> Result<Self> {
         let handle = Handle::try_current().map_err(|_| Error::Remote {
             store: store.describe(),
             op: "writing",
@@ -49,6 +63,46 @@ impl S3Writer {
             parts: Vec::new(),
             slots: Arc::new(Semaphore::new(concurrency)),
             size: 0,
+            resumable,
+            existing: Existing::Unknown,
+        })
+    }
+
+    /// For a resumable write, looks once for an object already under the name.
+    fn look(&mut self) -> Result<()> {
+        if self.resumable && matches!(self.existing, Existing::Unknown) {
+            self.existing = match self.handle.block_on(self.store.head(&self.name)) {
+                Ok(meta) => Existing::Present { meta, part_md5s: Vec::new() },
+                Err(Error::NotFound { .. }) => Existing::Absent,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(())
+    }
+
+    /// Keeps the object already there if these bytes would get its ETag: S3, Garage and moto
+    /// give a single PUT the MD5 of its bytes, and a multipart upload the MD5 of its parts'
+    /// MD5s followed by `-` and the part count.
+    fn keep_or_refuse(&mut self, meta: ObjectMeta, mut part_md5s: Vec<[u8; 16]>) -> Result<Finished> {
+        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let expected = if part_md5s.is_empty() {
+            hex(&md5::Md5::digest(&self.buf))
+        } else {
+            if !self.buf.is_empty() {
+                part_md5s.push(md5::Md5::digest(&self.buf).into());
+            }
+            format!("{}-{}", hex(&md5::Md5::digest(part_md5s.concat())), part_md5s.len())
+        };
+        if meta.size == self.size && meta.version.trim_matches('"') == expected {
+            tracing::info!("{} is already there with the same bytes: not sent again", self.name);
+            return Ok(Finished::Kept(meta));
+        }
+        Err(Error::Conflict {
+            store: self.store.describe(),
+            name: self.name.clone(),
+            detail: "is already there with other bytes (left by an interrupted run over a different source?); \
+                     rerun with --force to replace it"
+                .into(),
         })
     }
 
@@ -58,6 +112,12 @@ impl S3Writer {
 
     /// Starts uploading the buffered bytes as the next part, waiting for a free slot.
     fn send_part(&mut self) -> Result<()> {
+        self.look()?;
+        if let Existing::Present { part_md5s, .. } = &mut self.existing {
+            part_md5s.push(md5::Md5::digest(&self.buf).into());
+            self.buf.clear();
+            return Ok(());
+        }
         let i = self.store.inner.clone();
         if self.upload_id.is_none() {
             let req = i.client.create_multipart_upload().bucket(&i.bucket).key(&self.key).send();
@@ -102,10 +162,14 @@ impl S3Writer {
         Error::Remote { store: self.store.describe(), op: "uploading", name: self.name.clone(), detail: e.to_string() }
     }
 
-    fn complete(&mut self) -> Result<ObjectMeta> {
+    fn complete(&mut self) -> Result<Finished> {
+        self.look()?;
+        if let Existing::Present { meta, part_md5s } = std::mem::replace(&mut self.existing, Existing::Absent) {
+            return self.keep_or_refuse(meta, part_md5s);
+        }
         if self.upload_id.is_none() {
             let data = std::mem::take(&mut self.buf).into();
-            return self.handle.block_on(self.store.put(&self.name, data, PutMode::Overwrite));
+            return self.handle.block_on(self.store.put(&self.name, data, PutMode::Overwrite)).map(Finished::Written);
         }
         if !self.buf.is_empty() {
             self.send_part()?;
@@ -126,11 +190,8 @@ impl S3Writer {
         let resp =
             self.handle.block_on(req).map_err(|e| self.store.remote("completing the upload of", &self.name, e))?;
         self.upload_id = None;
-        Ok(ObjectMeta {
-            name: self.name.clone(),
-            size: self.size,
-            version: resp.e_tag().unwrap_or_default().to_owned(),
-        })
+        let version = resp.e_tag().unwrap_or_default().to_owned();
+        Ok(Finished::Written(ObjectMeta { name: self.name.clone(), size: self.size, version }))
     }
 }
 
@@ -151,7 +212,7 @@ impl Write for S3Writer {
 }
 
 impl ObjectWriter for S3Writer {
-    fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
+    fn finish(mut self: Box<Self>) -> Result<Finished> {
         self.complete()
     }
 }

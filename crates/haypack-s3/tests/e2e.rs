@@ -160,6 +160,39 @@ async fn an_interrupted_push_resumes_without_resending() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_pack_to_s3_resumes_without_resending() {
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path(), 300, true);
+    let opts = || PackOptions { pack_size: 6 << 20, ..PackOptions::default() };
+    for server in TestServer::all() {
+        let s3 = Arc::new(server.store("pack-resume", MIN_PART_SIZE).await);
+        let first = haypack_pack::pack(src.path(), s3.clone(), opts(), Arc::new(())).await.unwrap();
+        let objects = first.manifest.packs.len() + 1;
+        assert!(objects >= 3, "{}: the test needs several packs", server.name);
+
+        // As if the run had died after its packs, before its commit.
+        s3.delete("manifest.json").await.unwrap();
+        let again = haypack_pack::pack(src.path(), s3.clone(), opts(), Arc::new(())).await.unwrap();
+        assert_eq!(again.kept.len(), objects, "{}: every pack and the index kept: {:?}", server.name, again.kept);
+        assert_eq!(again.manifest, first.manifest);
+        assert!(Archive::open(s3.clone()).await.unwrap().verify().await.unwrap().problems.is_empty());
+
+        // Leftovers from another source are not mistaken for this run's: refused, then forced.
+        s3.delete("manifest.json").await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        tree(other.path(), 310, true);
+        let err = haypack_pack::pack(other.path(), s3.clone(), opts(), Arc::new(())).await.expect_err("other bytes");
+        assert!(err.to_string().contains("--force"), "{}: {err}", server.name);
+        let forced = PackOptions { force: true, ..opts() };
+        let report = haypack_pack::pack(other.path(), s3.clone(), forced, Arc::new(())).await.unwrap();
+        assert!(report.kept.is_empty());
+        let archive = Archive::open(s3).await.unwrap();
+        assert_eq!(archive.manifest().records, 311);
+        assert!(archive.verify().await.unwrap().problems.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_pack_replaced_behind_a_reader_is_an_error_not_wrong_bytes() {
     let src = tempfile::tempdir().unwrap();
     tree(src.path(), 50, false);

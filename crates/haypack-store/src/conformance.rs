@@ -63,8 +63,9 @@ pub async fn streaming_writes(store: &dyn Store) {
         .await
         .expect("join");
         assert!(matches!(store.head(name).await, Err(Error::NotFound { .. })), "visible before finish");
-        let meta = tokio::task::spawn_blocking(move || w.finish()).await.expect("join").expect("finish");
-        assert_eq!(meta.size, (mib as u64) << 20);
+        let done = tokio::task::spawn_blocking(move || w.finish()).await.expect("join").expect("finish");
+        assert!(matches!(done, crate::Finished::Written(_)), "a plain create writes");
+        assert_eq!(done.meta().size, (mib as u64) << 20);
         let last = (mib as u64) << 20;
         assert_eq!(store.get_range(name, last - 1..last).await.expect("range")[..], [mib as u8 - 1]);
         let middle = (mib as u64 / 2) << 20;

@@ -98,6 +98,11 @@ impl<S: Store> Store for Counting<S> {
         self.inner.create(name)
     }
 
+    fn create_resumable(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.bump(4, 1);
+        self.inner.create_resumable(name)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         self.bump(5, 1);
         self.inner.list(prefix).await

@@ -54,11 +54,30 @@ pub struct ObjectMeta {
     pub version: String,
 }
 
+/// How a streaming write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// The object was written.
+    Written(ObjectMeta),
+    /// A resumable write found the object already there with exactly these bytes, and kept it
+    /// without sending them again.
+    Kept(ObjectMeta),
+}
+
+impl Finished {
+    /// The object, however it got there.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Finished::Written(m) | Finished::Kept(m) => m,
+        }
+    }
+}
+
 /// A streaming write of one object, which appears under its name only once finished: a reader
 /// never sees half an object, and a dropped writer leaves nothing behind.
 pub trait ObjectWriter: std::io::Write + Send {
     /// Makes the object visible under its name (replacing any older one).
-    fn finish(self: Box<Self>) -> Result<ObjectMeta>;
+    fn finish(self: Box<Self>) -> Result<Finished>;
 }
 
 /// A place that keeps named objects: the only thing haypack needs from storage.
@@ -84,6 +103,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Starts a streaming write of an object, for packs too large to hold in memory. The writer
     /// does blocking I/O: use it from a blocking thread.
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Like [`Store::create`], for resuming a deterministic run that was interrupted: where an
+    /// object with exactly the bytes written is already there, it is kept ([`Finished::Kept`])
+    /// and not sent again; one with other bytes fails with [`Error::Conflict`]. Stores where
+    /// writing is cheap simply write.
+    fn create_resumable(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.create(name)
+    }
 
     /// Every object whose name starts with `prefix`, sorted by name.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name, check_range};
+use crate::{Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name, check_range};
 
 /// A store whose objects are files under a root directory.
 ///
@@ -170,13 +170,13 @@ impl Write for LocalWriter {
 }
 
 impl ObjectWriter for LocalWriter {
-    fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
+    fn finish(mut self: Box<Self>) -> Result<Finished> {
         self.sync()?;
         let w = std::mem::replace(
             &mut *self,
             LocalWriter { name: String::new(), path: PathBuf::new(), temp: PathBuf::new(), file: None },
         );
-        w.rename()
+        w.rename().map(Finished::Written)
     }
 }
 

@@ -125,6 +125,12 @@ async fn pack(ctx: &Ctx, src: &Path, dest: &str, opts: PackOptions) -> Result<Ex
             m.index.size as f64 / m.records.max(1) as f64,
             m.generation
         );
+        if !report.kept.is_empty() {
+            eprintln!(
+                "resumed an interrupted run: {} object(s) were already there with the same bytes, not sent again",
+                report.kept.len()
+            );
+        }
         print_skipped(&report.skipped);
     }
     Ok(ExitCode::SUCCESS)

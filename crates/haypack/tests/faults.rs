@@ -93,6 +93,16 @@ impl Garage {
         }
     }
 
+    fn options(&self) -> haypack_s3::S3Options {
+        let var = |k: &str| self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        haypack_s3::S3Options {
+            endpoint_url: Some(self.endpoint.clone()),
+            region: Some(var("AWS_REGION")),
+            credentials: Some((var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))),
+            ..haypack_s3::S3Options::default()
+        }
+    }
+
     fn haypack(&self) -> Command {
         let mut cmd = Command::cargo_bin("haypack").unwrap();
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--quiet");
@@ -156,5 +166,51 @@ fn a_push_interrupted_by_a_dead_server_resumes_after_restart() {
     let expected = std::fs::read(src.join("blob-2.bin")).unwrap();
     garage.haypack().args(["get", url, "blob-2.bin"]).assert().success().stdout(predicate::eq(expected));
     // The interrupted upload was aborted by the successful run: nothing left billing.
+    garage.haypack().args(["uploads", url]).assert().success().stdout("");
+}
+
+#[test]
+fn a_pack_to_s3_killed_mid_run_resumes_without_resending() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(garage) = Garage::start(dir.path()) else { return };
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(src.join(format!("blob-{i}.bin")), noise(24 << 20, i + 7)).unwrap();
+    }
+    std::fs::write(src.join("small.txt"), "a small file\n").unwrap();
+
+    let url = "s3://haypack-test/killed";
+    let mut pack = std::process::Command::new(assert_cmd::cargo::cargo_bin("haypack"));
+    pack.envs(garage.env.iter().map(|(k, v)| (k, v)))
+        .args(["--quiet", "--s3-part-size", "5M", "--s3-concurrency", "1", "pack", "--pack-size", "20M"])
+        .arg(&src)
+        .arg(url);
+    let mut child = pack.spawn().unwrap();
+    // Kill it (SIGKILL: no cleanup at all) once its first pack is complete on the server.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(haypack_s3::S3Store::connect(url, garage.options())).unwrap();
+    let started = Instant::now();
+    while runtime.block_on(haypack_store::Store::list(&store, "packs/")).unwrap().is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(60), "no pack appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Run again: the packs already there are kept, not sent again; the archive is whole.
+    let mut rerun = Command::cargo_bin("haypack").unwrap();
+    rerun
+        .envs(garage.env.iter().map(|(k, v)| (k, v)))
+        .args(["--no-cache", "--s3-part-size", "5M", "pack", "--pack-size", "20M"])
+        .arg(&src)
+        .arg(url)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("resumed an interrupted run"));
+    garage.haypack().args(["verify", url]).assert().success();
+    let expected = std::fs::read(src.join("blob-3.bin")).unwrap();
+    garage.haypack().args(["get", url, "blob-3.bin"]).assert().success().stdout(predicate::eq(expected));
     garage.haypack().args(["uploads", url]).assert().success().stdout("");
 }
