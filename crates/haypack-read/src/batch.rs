@@ -77,12 +77,13 @@ impl Archive {
                 self.corrupt_at(&run.entries[0], format!("record runs past the pack's end ({} bytes)", pack.size))
             );
         }
-        let bytes = self.store.get_range(&pack.name, run.start..run.end).await.map_err(|e| match e {
-            haypack_store::Error::OutOfRange { size, .. } => {
-                self.corrupt_at(&run.entries[0], format!("pack is truncated at {size} of {} bytes", pack.size))
-            }
-            e => e.into(),
-        })?;
+        let bytes =
+            self.read_range(&pack.name, run.start..run.end, Some(&run.entries[0].key)).await.map_err(|e| match e {
+                Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
+                    self.corrupt_at(&run.entries[0], format!("pack is truncated at {size} of {} bytes", pack.size))
+                }
+                e => e,
+            })?;
         Ok((run, bytes))
     }
 

@@ -40,6 +40,17 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// An object was replaced after this reader first read it: a newer generation (or someone)
+    /// rewrote the archive under it. Nothing from the new bytes was returned.
+    #[error("{object} changed since this reader opened generation {generation}{}; open the archive again", key.as_ref().map(|k| format!(" (reading record {k:?})")).unwrap_or_default())]
+    Changed {
+        /// The pack or index object.
+        object: String,
+        /// The record being read, if any.
+        key: Option<String>,
+        /// The generation the reader is pinned to.
+        generation: u64,
+    },
     /// A key that would land outside the extraction directory.
     #[error("refusing to extract {key:?}: {reason}; nothing was extracted")]
     UnsafeKey {

@@ -57,6 +57,8 @@ pub struct Archive {
     packs: HashMap<u32, PackRef>,
     blocks: Mutex<BlockCache>,
     disk_cache: Option<std::path::PathBuf>,
+    /// The version of each object as first read: later reads must see the same one.
+    versions: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +85,14 @@ impl Archive {
         };
         let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { archive, source })?;
         let packs = manifest.packs.iter().map(|p| (p.id, p.clone())).collect();
-        Ok(Archive { store, manifest, packs, blocks: Mutex::default(), disk_cache: cache_dir })
+        Ok(Archive {
+            store,
+            manifest,
+            packs,
+            blocks: Mutex::default(),
+            disk_cache: cache_dir,
+            versions: Mutex::default(),
+        })
     }
 
     /// The manifest of the pinned generation.
@@ -98,6 +107,32 @@ impl Archive {
 
     fn describe(&self) -> String {
         self.store.describe()
+    }
+
+    /// Reads a range of an object, pinned to the version of it this reader saw first: an object
+    /// replaced under a live reader is an error, never bytes of another generation.
+    pub(crate) async fn read_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+        key: Option<&str>,
+    ) -> Result<bytes::Bytes> {
+        let pinned = self.versions.lock().expect("versions lock").get(name).cloned();
+        let read = self.store.get_range_pinned(name, range, pinned.as_deref()).await;
+        match read {
+            Ok((bytes, version)) => {
+                if pinned.is_none() {
+                    self.versions.lock().expect("versions lock").insert(name.to_owned(), version);
+                }
+                Ok(bytes)
+            }
+            Err(haypack_store::Error::Conflict { .. }) => Err(Error::Changed {
+                object: name.to_owned(),
+                key: key.map(str::to_owned),
+                generation: self.manifest.generation,
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The decoded index block `i`, from the cache or the store.
@@ -115,12 +150,12 @@ impl Archive {
         let bytes = match from_disk {
             Some(b) => bytes::Bytes::from(b),
             None => {
-                let b = self.store.get_range(name, r.offset..r.offset + r.len).await.map_err(|e| match e {
-                    haypack_store::Error::OutOfRange { size, .. } => corrupt(format!(
+                let b = self.read_range(name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
+                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => corrupt(format!(
                         "index is {size} bytes, the manifest says {}: truncated",
                         self.manifest.index.size
                     )),
-                    e => e.into(),
+                    e => e,
                 })?;
                 if let Some(path) = &cached
                     && crc32c::crc32c(&b) == r.crc32c
@@ -235,11 +270,11 @@ impl Archive {
             return Err(corrupt(format!("record runs past the pack's end ({} bytes)", pack.size)));
         };
         let fetch = |range: std::ops::Range<u64>| async move {
-            self.store.get_range(&pack.name, range).await.map_err(|e| match e {
-                haypack_store::Error::OutOfRange { size, .. } => {
+            self.read_range(&pack.name, range, Some(&entry.key)).await.map_err(|e| match e {
+                Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
                     corrupt(format!("pack is truncated at {size} of {} bytes", pack.size))
                 }
-                e => e.into(),
+                e => e,
             })
         };
         let first =

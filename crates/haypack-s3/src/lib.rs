@@ -289,6 +289,10 @@ impl Store for S3Store {
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        Ok(self.get_range_pinned(name, range, None).await?.0)
+    }
+
+    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
         if range.start >= range.end {
             if range.start > range.end {
                 return Err(Error::OutOfRange {
@@ -299,7 +303,7 @@ impl Store for S3Store {
                     size: 0,
                 });
             }
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), version.unwrap_or_default().to_owned()));
         }
         let i = &self.inner;
         let out_of_range = |size| Error::OutOfRange {
@@ -315,6 +319,7 @@ impl Store for S3Store {
             .bucket(&i.bucket)
             .key(self.key(name)?)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_if_match(version.map(str::to_owned))
             .send()
             .await;
         let resp = match resp {
@@ -324,6 +329,15 @@ impl Store for S3Store {
             }
             Err(e) => return Err(self.remote("reading", name, e)),
         };
+        // Servers that ignore If-Match still say which version they sent.
+        let found = resp.e_tag().unwrap_or_default().to_owned();
+        if let Some(pinned) = version.filter(|v| *v != found) {
+            return Err(Error::Conflict {
+                store: self.describe(),
+                name: name.to_owned(),
+                detail: format!("changed since it was first read (version {found}, pinned {pinned})"),
+            });
+        }
         // S3 answers a range reaching past the end with what there is; the total after the
         // slash in Content-Range tells the object's real size.
         let total = resp.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
@@ -331,7 +345,7 @@ impl Store for S3Store {
         if bytes.len() as u64 != range.end - range.start {
             return Err(out_of_range(total.unwrap_or(range.start + bytes.len() as u64)));
         }
-        Ok(bytes)
+        Ok((bytes, found))
     }
 
     async fn head(&self, name: &str) -> Result<ObjectMeta> {

@@ -200,7 +200,10 @@ async fn a_pack_replaced_behind_a_reader_is_an_error_not_wrong_bytes() {
         let s3 = Arc::new(server.store("replaced", MIN_PART_SIZE).await);
         haypack_pack::pack(src.path(), s3.clone(), PackOptions::default(), Arc::new(())).await.unwrap();
         let archive = Archive::open(s3.clone()).await.unwrap();
+        let fresh = Archive::open(s3.clone()).await.unwrap();
         let pack = archive.manifest().packs[0].clone();
+        // This reader has read the pack: it is pinned to that version of it.
+        archive.get("shard-00/record-000000.json").await.unwrap();
         // Same name, same size, different bytes.
         let mut bytes = s3.get(&pack.name).await.unwrap().to_vec();
         let half = bytes.len() / 2;
@@ -209,8 +212,12 @@ async fn a_pack_replaced_behind_a_reader_is_an_error_not_wrong_bytes() {
         }
         s3.put(&pack.name, bytes.into(), PutMode::Overwrite).await.unwrap();
         let err = archive.get("shard-01/record-000001.json").await.expect_err("must not return bytes");
+        assert!(matches!(err, haypack_read::Error::Changed { .. }), "{}: {err}", server.name);
         let text = err.to_string();
         assert!(text.contains(&pack.name) && text.contains("shard-01/record-000001.json"), "{}: {text}", server.name);
+        // A reader that had not read it yet gets the new bytes checked, and refused.
+        let err = fresh.get("shard-01/record-000001.json").await.expect_err("must not return bytes");
+        assert!(matches!(err, haypack_read::Error::Corrupt { .. }), "{}: {err}", server.name);
         // A deleted pack names itself too.
         s3.delete(&pack.name).await.unwrap();
         let err = archive.get("shard-02/record-000002.json").await.expect_err("pack is gone");

@@ -8,6 +8,7 @@ pub async fn run_all(store: &dyn Store) {
     put_get_and_ranges(store).await;
     missing_objects(store).await;
     conditional_puts(store).await;
+    pinned_reads(store).await;
     streaming_writes(store).await;
     abandoned_writes(store).await;
     list_and_delete(store).await;
@@ -46,6 +47,18 @@ pub async fn conditional_puts(store: &dyn Store) {
     let err = store.put("c/manifest", b"three".to_vec().into(), PutMode::Update(first.version)).await;
     assert!(matches!(err, Err(Error::Conflict { .. })), "stale update must lose");
     assert_eq!(&store.get("c/manifest").await.expect("get")[..], b"two");
+}
+
+/// A read pinned to a version fails once the object is replaced, instead of mixing versions.
+pub async fn pinned_reads(store: &dyn Store) {
+    store.put("c/pinned", b"first version".to_vec().into(), PutMode::Overwrite).await.expect("put");
+    let (bytes, version) = store.get_range_pinned("c/pinned", 0..5, None).await.expect("first read");
+    assert_eq!(&bytes[..], b"first");
+    let (bytes, again) = store.get_range_pinned("c/pinned", 6..13, Some(&version)).await.expect("same version");
+    assert_eq!((&bytes[..], &again), (&b"version"[..], &version));
+    store.put("c/pinned", b"other version".to_vec().into(), PutMode::Overwrite).await.expect("replace");
+    let err = store.get_range_pinned("c/pinned", 0..5, Some(&version)).await.expect_err("replaced");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
 
 /// A streamed object appears only when finished, with all its bytes, whether it fits in one

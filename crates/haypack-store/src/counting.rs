@@ -83,6 +83,13 @@ impl<S: Store> Store for Counting<S> {
         Ok(b)
     }
 
+    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
+        self.bump(1, 1);
+        let (b, v) = self.inner.get_range_pinned(name, range, version).await?;
+        self.bump(2, b.len() as u64);
+        Ok((b, v))
+    }
+
     async fn head(&self, name: &str) -> Result<ObjectMeta> {
         self.bump(3, 1);
         self.inner.head(name).await

@@ -94,6 +94,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Reads `range` of an object; the range must lie within it.
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes>;
 
+    /// Reads `range` of an object and tells which version of it was read. With `version`, the
+    /// read must be of that version: an object replaced since fails with [`Error::Conflict`]
+    /// rather than returning bytes of another version. Readers pin each object this way.
+    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)>;
+
     /// An object's size and version.
     async fn head(&self, name: &str) -> Result<ObjectMeta>;
 
@@ -143,6 +148,15 @@ pub fn check_name(name: &str) -> Result<()> {
         return bad("it contains a backslash or NUL");
     }
     Ok(())
+}
+
+/// The error for a read whose object is no longer the version the reader pinned.
+pub(crate) fn changed(store: &dyn Store, name: &str, expected: &str, found: &str) -> Error {
+    Error::Conflict {
+        store: store.describe(),
+        name: name.to_owned(),
+        detail: format!("changed since it was first read (version {found}, pinned {expected})"),
+    }
 }
 
 /// Checks a range against an object's size.

@@ -211,14 +211,22 @@ impl Store for LocalStore {
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
-        let (this, name) = (self.clone(), name.to_owned());
+        Ok(self.get_range_pinned(name, range, None).await?.0)
+    }
+
+    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
+        let (this, name, version) = (self.clone(), name.to_owned(), version.map(str::to_owned));
         blocking(move || {
+            // The version of the open file is the version read, whatever renames happen after.
             let (f, path) = this.open(&name)?;
-            let size = f.metadata().map_err(io("reading metadata of", &path))?.len();
-            check_range(&this, &name, &range, size)?;
+            let meta = object_meta(&name, &f.metadata().map_err(io("reading metadata of", &path))?);
+            if let Some(v) = version.filter(|v| *v != meta.version) {
+                return Err(crate::changed(&this, &name, &v, &meta.version));
+            }
+            check_range(&this, &name, &range, meta.size)?;
             let mut buf = vec![0; (range.end - range.start) as usize];
             f.read_exact_at(&mut buf, range.start).map_err(io("reading", &path))?;
-            Ok(buf.into())
+            Ok((buf.into(), meta.version))
         })
         .await
     }
