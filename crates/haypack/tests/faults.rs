@@ -103,6 +103,19 @@ impl Garage {
         }
     }
 
+    /// Waits until the first pack of the archive at `url` is complete on the server, while
+    /// `child` (writing it) still runs.
+    fn wait_for_first_pack(&self, url: &str, child: &mut Child) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = runtime.block_on(haypack_s3::S3Store::connect(url, self.options())).unwrap();
+        let started = Instant::now();
+        while runtime.block_on(haypack_store::Store::list(&store, "packs/")).unwrap().is_empty() {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+            assert!(started.elapsed() < Duration::from_secs(60), "no pack appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn haypack(&self) -> Command {
         let mut cmd = Command::cargo_bin("haypack").unwrap();
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--quiet");
@@ -151,8 +164,9 @@ fn a_push_interrupted_by_a_dead_server_resumes_after_restart() {
         .arg(&local)
         .arg(url)
         .stderr(Stdio::piped());
-    let child = push.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let mut child = push.spawn().unwrap();
+    // Kill the server once the first pack is complete on it, with the others still to go.
+    garage.wait_for_first_pack(url, &mut child);
     garage.kill();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the push should have failed when the server died");
@@ -188,14 +202,7 @@ fn a_pack_to_s3_killed_mid_run_resumes_without_resending() {
         .arg(url);
     let mut child = pack.spawn().unwrap();
     // Kill it (SIGKILL: no cleanup at all) once its first pack is complete on the server.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = runtime.block_on(haypack_s3::S3Store::connect(url, garage.options())).unwrap();
-    let started = Instant::now();
-    while runtime.block_on(haypack_store::Store::list(&store, "packs/")).unwrap().is_empty() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(60), "no pack appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    garage.wait_for_first_pack(url, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
 
