@@ -53,7 +53,7 @@ impl Archive {
     /// record. Records too large to hold in memory (over 16 MiB stored) are not read: they are
     /// returned, for the caller to stream with [`Archive::get_to`]. Stops at the first error,
     /// from a record or from `each`.
-    pub async fn read_many(
+    pub async fn get_many(
         &self,
         entries: Vec<Entry>,
         mut each: impl FnMut(&Entry, Vec<u8>) -> Result<()>,

@@ -69,7 +69,7 @@ fn make_parents(dir: &Path, rel: &Path, key: &str) -> Result<()> {
 impl Archive {
     /// Extracts every record whose key starts with `prefix` into `dir`, restoring content,
     /// permissions and modification time. Every key is checked before anything is written; records
-    /// are fetched in merged ranges ([`Archive::read_many`]), and each file is written under a
+    /// are fetched in merged ranges ([`Archive::get_many`]), and each file is written under a
     /// temporary name and renamed into place only once its checksum matched, so a failure leaves
     /// no partial file. `progress` hears each file's raw bytes.
     pub async fn extract(&self, dir: &Path, prefix: &str, progress: impl Fn(u64)) -> Result<ExtractReport> {
@@ -85,7 +85,7 @@ impl Archive {
             progress(e.raw_len);
         };
         let large = self
-            .read_many(entries, |e, content| {
+            .get_many(entries, |e, content| {
                 let mut file = PendingFile::begin(dir, e)?;
                 file.out.write_all(&content).map_err(io("writing", &file.temp))?;
                 file.commit(e)?;
