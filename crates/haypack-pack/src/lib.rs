@@ -118,7 +118,8 @@ pub struct PackReport {
 /// Packs the tree at `src` into a new archive in `store`, committing its manifest last.
 ///
 /// On failure nothing new is left behind: objects written so far are deleted, and an archive
-/// that was already there is untouched.
+/// that was already there is untouched. (Over the leftovers of an interrupted run, a failed run
+/// leaves what it wrote too, for the next one to resume from.)
 pub async fn pack(
     src: &Path,
     store: Arc<dyn Store>,
@@ -157,20 +158,14 @@ pub async fn pack(
             Some((_, version)) => PutMode::Update(version.clone()),
         };
         store.put(MANIFEST_NAME, manifest.to_json().into(), mode).await?;
-        let mut names: Vec<String> = manifest.packs.iter().map(|p| p.name.clone()).collect();
-        names.push(manifest.index.name.clone());
-        let aborted = store.abort_uploads(&names).await?;
-        if aborted > 0 {
-            tracing::info!("aborted {aborted} unfinished upload(s) left by an interrupted run");
-        }
-        // Leftovers this generation does not name were never visible to any reader.
-        for stale in leftovers.iter().filter(|l| !names.contains(l)) {
-            store.delete(stale).await?;
-        }
         Ok(manifest)
     };
     match commit.await {
-        Ok(manifest) => Ok(PackReport { manifest, skipped, kept }),
+        Ok(manifest) => {
+            // Committed: from here on a failure is only untidiness, never a reason to undo.
+            tidy_after_commit(&*store, &manifest, &leftovers).await;
+            Ok(PackReport { manifest, skipped, kept })
+        }
         // Over leftovers, what is there (old and new) stays for the next run to resume.
         Err(e) if resume => Err(e),
         Err(e) => {
@@ -180,6 +175,23 @@ pub async fn pack(
                 }
             }
             Err(e)
+        }
+    }
+}
+
+/// Aborts uploads that interrupted runs left on this generation's objects, and deletes the
+/// leftovers it does not name (no reader ever saw them). Failures are logged, not returned.
+async fn tidy_after_commit(store: &dyn Store, manifest: &Manifest, leftovers: &[String]) {
+    let mut names: Vec<String> = manifest.packs.iter().map(|p| p.name.clone()).collect();
+    names.push(manifest.index.name.clone());
+    match store.abort_uploads(&names).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("aborted {n} unfinished upload(s) left by an interrupted run"),
+        Err(e) => tracing::warn!("could not abort uploads left by an interrupted run: {e}"),
+    }
+    for stale in leftovers.iter().filter(|l| !names.contains(l)) {
+        if let Err(e) = store.delete(stale).await {
+            tracing::warn!("could not remove {stale}, left by an interrupted run: {e}");
         }
     }
 }
