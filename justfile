@@ -25,3 +25,7 @@ fuzz target:
 # Measure packing against tar | zstd on a real tree.
 bench *args:
     scripts/bench-pack.sh {{args}}
+
+# Measure S3 upload, reads and extract against s5cmd and the aws CLI on a local Garage.
+bench-s3 *args:
+    scripts/bench-s3.sh {{args}}
