@@ -20,7 +20,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
 use bytes::Bytes;
@@ -231,10 +231,10 @@ impl S3Store {
             _ => match &err {
                 SdkError::DispatchFailure(_) => format!(
                     "cannot reach the S3 endpoint ({}); is the server up and AWS_ENDPOINT_URL right?",
-                    DisplayErrorContext(&err)
+                    causes(&err)
                 ),
                 SdkError::TimeoutError(_) => "the request timed out after retries".to_owned(),
-                _ => DisplayErrorContext(&err).to_string(),
+                _ => causes(&err),
             },
         };
         Error::Remote { store, op, name: name.to_owned(), detail }
@@ -268,6 +268,20 @@ impl S3Store {
             _ => Ok(()),
         }
     }
+}
+
+/// An error and its causes, each said once: "dispatch failure: io error: … Connection refused".
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Content-MD5 of a body: S3 rejects the upload if the bytes it got differ.
