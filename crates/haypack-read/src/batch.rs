@@ -3,9 +3,9 @@
 //! ranges are in flight at once, and every record is still verified on its own.
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use haypack_format::{ContentDecoder, Entry, RecordFrame};
+use haypack_format::Entry;
 
-use crate::{Archive, Error, Result, WHOLE_RECORD, check_header};
+use crate::{Archive, Error, Result, WHOLE_RECORD, decode_whole};
 
 /// Merge two records into one request when fewer bytes than this lie between them: reading a
 /// little waste costs less than another round trip.
@@ -89,14 +89,7 @@ impl Archive {
 
     /// Decodes and verifies one record held whole in memory.
     fn decode_in(&self, e: &Entry, bytes: &[u8]) -> Result<Vec<u8>> {
-        let corrupt = |detail: String| self.corrupt_at(e, detail);
-        let frame = RecordFrame::parse(bytes).map_err(|x| corrupt(x.to_string()))?;
-        check_header(&frame, e).map_err(corrupt)?;
-        let prefix = frame.prefix_len as usize;
-        let mut d =
-            ContentDecoder::new(frame, Vec::with_capacity(e.raw_len as usize)).map_err(|x| corrupt(x.to_string()))?;
-        d.push(&bytes[prefix..]).map_err(|x| corrupt(x.to_string()))?;
-        d.finish().map_err(|x| corrupt(x.to_string()))
+        decode_whole(bytes, e, Vec::with_capacity(e.raw_len as usize)).map_err(|detail| self.corrupt_at(e, detail))
     }
 
     pub(crate) fn corrupt_at(&self, e: &Entry, detail: String) -> Error {

@@ -73,7 +73,16 @@ impl Archive {
     /// temporary name and renamed into place only once its checksum matched, so a failure leaves
     /// no partial file. `progress` hears each file's raw bytes.
     pub async fn extract(&self, dir: &Path, prefix: &str, progress: impl Fn(u64)) -> Result<ExtractReport> {
-        let entries = self.list(prefix).await?;
+        self.extract_entries(dir, self.list(prefix).await?, progress).await
+    }
+
+    /// Extracts these entries (from [`Archive::list`]) into `dir`, as [`Archive::extract`] does.
+    pub async fn extract_entries(
+        &self,
+        dir: &Path,
+        entries: Vec<Entry>,
+        progress: impl Fn(u64),
+    ) -> Result<ExtractReport> {
         for e in &entries {
             safe_path(&e.key)?;
         }

@@ -317,6 +317,17 @@ fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
     }
 }
 
+/// Decodes one record held whole in memory into `out`, after checking its header against the
+/// index entry; the content's length and CRC are checked by the decoder.
+pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, out: W) -> Result<W, String> {
+    let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
+    check_header(&frame, e)?;
+    let prefix = frame.prefix_len as usize;
+    let mut d = ContentDecoder::new(frame, out).map_err(|x| x.to_string())?;
+    d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
+    d.finish().map_err(|x| x.to_string())
+}
+
 /// The record's own header must say what the index says about it.
 fn check_header(frame: &RecordFrame, entry: &Entry) -> Result<(), String> {
     let h = &frame.header;

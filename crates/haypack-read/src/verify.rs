@@ -7,7 +7,7 @@ use haypack_format::{
     ContentDecoder, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, RecordFrame, decode_block,
 };
 
-use crate::{Archive, CHUNK, Result, check_header};
+use crate::{Archive, CHUNK, Result, check_header, decode_whole};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,7 +154,8 @@ impl Archive {
                 crc = crc32c::crc32c_append(crc, &run);
                 for e in &entries[i..j] {
                     let bytes = &run[(e.offset - pos) as usize..(e.offset - pos + e.len) as usize];
-                    verify_record(bytes, e).map_err(|p| format!("record {:?} at offset {}: {p}", e.key, e.offset))?;
+                    decode_whole(bytes, e, std::io::sink())
+                        .map_err(|p| format!("record {:?} at offset {}: {p}", e.key, e.offset))?;
                 }
                 report.records += (j - i) as u64;
                 pos = end;
@@ -206,14 +207,4 @@ impl Archive {
         decoder.ok_or_else(|| at("empty".into()))?.finish().map_err(|x| at(x.to_string()))?;
         Ok(crc)
     }
-}
-
-fn verify_record(bytes: &[u8], e: &Entry) -> Result<(), String> {
-    let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
-    check_header(&frame, e)?;
-    let prefix = frame.prefix_len as usize;
-    let mut d = ContentDecoder::new(frame, std::io::sink()).map_err(|x| x.to_string())?;
-    d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
-    d.finish().map_err(|x| x.to_string())?;
-    Ok(())
 }

@@ -24,7 +24,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
 use bytes::Bytes;
-use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name};
+use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, changed, check_name, check_put};
 use md5::Digest;
 
 /// The smallest part S3 accepts (except the last).
@@ -260,13 +260,7 @@ impl S3Store {
             Err(Error::NotFound { .. }) => None,
             Err(e) => return Err(e),
         };
-        let conflict = |detail: String| Error::Conflict { store: self.describe(), name: name.to_owned(), detail };
-        match (mode, current) {
-            (PutMode::Create, Some(_)) => Err(conflict("already exists".into())),
-            (PutMode::Update(v), Some(c)) if *v != c => Err(conflict(format!("changed (version {c}, expected {v})"))),
-            (PutMode::Update(_), None) => Err(conflict("was deleted".into())),
-            _ => Ok(()),
-        }
+        check_put(self, name, mode, current.as_deref())
     }
 }
 
@@ -346,11 +340,7 @@ impl Store for S3Store {
         // Servers that ignore If-Match still say which version they sent.
         let found = resp.e_tag().unwrap_or_default().to_owned();
         if let Some(pinned) = version.filter(|v| *v != found) {
-            return Err(Error::Conflict {
-                store: self.describe(),
-                name: name.to_owned(),
-                detail: format!("changed since it was first read (version {found}, pinned {pinned})"),
-            });
+            return Err(changed(self, name, pinned, &found));
         }
         // S3 answers a range reaching past the end with what there is; the total after the
         // slash in Content-Range tells the object's real size.

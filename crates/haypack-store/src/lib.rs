@@ -150,8 +150,20 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a put in `mode` may replace an object whose current version is `current` (`None`:
+/// absent); the one rule every store applies, whatever makes it atomic there.
+pub fn check_put(store: &dyn Store, name: &str, mode: &PutMode, current: Option<&str>) -> Result<()> {
+    let conflict = |detail: String| Err(Error::Conflict { store: store.describe(), name: name.to_owned(), detail });
+    match (mode, current) {
+        (PutMode::Create, Some(_)) => conflict("already exists".into()),
+        (PutMode::Update(v), Some(c)) if v != c => conflict(format!("changed (version {c}, expected {v})")),
+        (PutMode::Update(_), None) => conflict("was deleted".into()),
+        _ => Ok(()),
+    }
+}
+
 /// The error for a read whose object is no longer the version the reader pinned.
-pub(crate) fn changed(store: &dyn Store, name: &str, expected: &str, found: &str) -> Error {
+pub fn changed(store: &dyn Store, name: &str, expected: &str, found: &str) -> Error {
     Error::Conflict {
         store: store.describe(),
         name: name.to_owned(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::{Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name, check_range};
+use crate::{Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store, check_name, check_put, check_range};
 
 /// A store whose objects are files under a root directory.
 ///
@@ -85,7 +85,6 @@ impl LocalStore {
         let mut w = self.temp_writer(name)?;
         w.write_all(data).map_err(io("writing", &w.temp))?;
         w.sync()?;
-        let conflict = |detail: String| Error::Conflict { store: self.describe(), name: name.to_owned(), detail };
         match mode {
             PutMode::Overwrite => w.rename(),
             PutMode::Create => {
@@ -93,8 +92,9 @@ impl LocalStore {
                 // in one atomic step.
                 match fs::hard_link(&w.temp, &w.path) {
                     Ok(()) => {}
+                    // The name exists: the create-if-absent rule refuses, in its own words.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        return Err(conflict("already exists".into()));
+                        return Err(check_put(self, name, &mode, Some("")).expect_err("a create over an object"));
                     }
                     Err(e) => return Err(io("linking", &w.path)(e)),
                 }
@@ -102,7 +102,7 @@ impl LocalStore {
                 sync_dir(&w.path)?;
                 Ok(object_meta(name, &meta))
             }
-            PutMode::Update(version) => {
+            PutMode::Update(_) => {
                 let lock_path = self.root.join(".lock");
                 let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
                 lock.lock().map_err(io("locking", &lock_path))?;
@@ -111,12 +111,7 @@ impl LocalStore {
                     Err(Error::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 };
-                if current.as_deref() != Some(version.as_str()) {
-                    return Err(conflict(match current {
-                        Some(v) => format!("changed (version {v}, expected {version})"),
-                        None => "was deleted".into(),
-                    }));
-                }
+                check_put(self, name, &mode, current.as_deref())?;
                 w.rename()
             }
         }

@@ -296,10 +296,11 @@ async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<
     let quiet = ctx.quiet;
     let archive = ctx.open(location).await?;
     let bar = Bar::new(quiet, "extracting", "files");
-    let total: u64 = archive.list(prefix).await?.iter().map(|e| e.raw_len).sum();
+    let entries = archive.list(prefix).await?;
+    let total: u64 = entries.iter().map(|e| e.raw_len).sum();
     bar.set_total(total);
     let started = Instant::now();
-    let report = archive.extract(dir, prefix, |n| bar.inc(1, n)).await;
+    let report = archive.extract_entries(dir, entries, |n| bar.inc(1, n)).await;
     bar.finish();
     let report = report.with_context(|| format!("extracting {location} into {}", dir.display()))?;
     if !quiet {
