@@ -26,6 +26,8 @@
 mod batch;
 mod error;
 mod extract;
+mod page;
+mod record;
 mod verify;
 
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +39,8 @@ use haypack_store::Store;
 
 pub use crate::error::{Error, Result};
 pub use crate::extract::{ExtractReport, safe_path};
+pub use crate::page::Page;
+pub use crate::record::{Record, Want};
 pub use crate::verify::VerifyReport;
 
 /// Index blocks kept decoded in memory.

@@ -89,6 +89,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
+        Command::Serve { archive, listen, cache_control, reload_every, timeout, max_upstream } => {
+            let options = haypack_serve::ServeOptions {
+                listen,
+                cache_control,
+                reload_every,
+                request_timeout: timeout,
+                max_upstream,
+                ..Default::default()
+            };
+            serve(ctx, &archive, options).await
+        }
     }
 }
 
@@ -445,4 +456,60 @@ async fn uploads(ctx: &Ctx, location: &str, abort: bool) -> Result<ExitCode> {
         eprintln!("{} multipart upload(s) {verb}", pending.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+async fn serve(ctx: &Ctx, location: &str, options: haypack_serve::ServeOptions) -> Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cache = ctx.cache_dir.clone().filter(|_| location.starts_with("s3://"));
+    let opener = haypack_serve::opener(ctx.store(location).await?, cache);
+    let server = haypack_serve::Server::bind(opener, options).await.with_context(|| format!("serving {location}"))?;
+    let handle = server.handle();
+    if !ctx.quiet {
+        eprintln!("serving {location} (generation {}) on http://{}", handle.generation(), server.local_addr());
+    }
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let quiet = ctx.quiet;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match handle.reload().await {
+                Ok(generation) if !quiet => eprintln!("reloaded: serving generation {generation}"),
+                Ok(_) => {}
+                Err(e) => eprintln!("haypack: reload failed, still serving generation {}: {e}", handle.generation()),
+            }
+        }
+    });
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    server.run(shutdown).await?;
+    if !quiet {
+        eprintln!("stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `500ms`, `30s`, `5m` or `1h`.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    n.checked_mul(ms)
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is out of range"))
 }

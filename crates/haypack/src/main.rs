@@ -152,6 +152,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve every record over HTTP by its key: GET /KEY (ranges, conditionals, gzip as
+    /// stored), GET /?prefix=P&after=K&limit=N (keys as JSON), GET /healthz. SIGHUP reloads the
+    /// archive, SIGTERM stops after requests in flight. Access logs:
+    /// HAYPACK_LOG=haypack_serve::access=info.
+    Serve {
+        /// The archive: a directory or s3://bucket/prefix.
+        archive: String,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The Cache-Control header sent with every record.
+        #[arg(long, default_value = "public, max-age=300")]
+        cache_control: String,
+        /// Look for a new generation this often, e.g. 30s or 5m (SIGHUP also reloads).
+        #[arg(long, value_parser = commands::parse_duration)]
+        reload_every: Option<std::time::Duration>,
+        /// The longest a request may take before its response starts (then 504).
+        #[arg(long, default_value = "30s", value_parser = commands::parse_duration)]
+        timeout: std::time::Duration,
+        /// Reads from the archive's store in flight at once, across all requests.
+        #[arg(long, default_value_t = 64)]
+        max_upstream: usize,
+    },
 }
 
 fn main() -> ExitCode {

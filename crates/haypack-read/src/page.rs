@@ -1,0 +1,50 @@
+//! Listing in pages: a page starts where the previous one ended, at the index block holding that
+//! key, so paging through millions of keys reads each block about once.
+
+use haypack_format::Entry;
+
+use crate::{Archive, Result};
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, in key order.
+    pub entries: Vec<Entry>,
+    /// Whether more entries follow the last one (pass its key as `after` to get them).
+    pub more: bool,
+}
+
+impl Archive {
+    /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key
+    /// order. Reads only the index blocks that can hold them.
+    pub async fn list_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page> {
+        let start = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let blocks = &self.manifest.index.blocks;
+        let mut entries = Vec::new();
+        let from_block = self.manifest.block_for(start).unwrap_or(0);
+        for (i, block_ref) in blocks.iter().enumerate().skip(from_block) {
+            let first = block_ref.first_key.as_str();
+            if first > start && !first.starts_with(prefix) {
+                break;
+            }
+            let block = self.block(i).await?;
+            let from = block.partition_point(|e| e.key.as_str() < start);
+            for e in &block[from..] {
+                if !e.key.starts_with(prefix) {
+                    return Ok(Page { entries, more: false });
+                }
+                if after.is_some_and(|a| e.key.as_str() <= a) {
+                    continue;
+                }
+                if entries.len() == limit {
+                    return Ok(Page { entries, more: true });
+                }
+                entries.push(e.clone());
+            }
+        }
+        Ok(Page { entries, more: false })
+    }
+}

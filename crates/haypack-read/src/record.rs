@@ -1,0 +1,242 @@
+//! One record, for callers that must answer before they have its content (an HTTP gateway
+//! sends headers first): its header from one range read, then its content whole, in pieces, or
+//! as the gzip member it is stored as.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::Stream;
+use haypack_format::{Codec, Container, ContentDecoder, Entry, RecordFrame, RecordHeader};
+
+use crate::{Archive, CHUNK, Error, Result, WHOLE_RECORD, check_header};
+
+/// The first read for a header-only look at a record: a header with a short key fits in a few
+/// dozen bytes, the longest (a 4 KiB key, a long content type) in a few KiB.
+const HEADER_READ: u64 = 8 << 10;
+/// The most a header can take: the gzip container caps it at one 64 KiB extra field.
+const HEADER_MAX: u64 = 80 << 10;
+/// Encoded bytes handed to the decoder at a time while streaming, so that what one step decodes
+/// stays small.
+const STREAM_STEP: usize = 256 << 10;
+
+/// How much of a record [`Archive::record`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Only its header (checksum, codec, lengths): a small read at the record's start.
+    Header,
+    /// The whole record if it is at most 16 MiB, else its first 8 MiB.
+    Content,
+}
+
+/// A record whose header was read and checked against the index. Holds the archive it came
+/// from, so it outlives the caller's borrow (and pins the generation it was read in).
+#[derive(Debug)]
+pub struct Record {
+    archive: Arc<Archive>,
+    entry: Entry,
+    frame: RecordFrame,
+    /// The record's bytes from its start: all of them, or the first read's.
+    bytes: Bytes,
+}
+
+impl Archive {
+    /// Looks `key` up and reads its record with one range read (once the index block is cached):
+    /// the header only, or as much content as [`Want`] says.
+    pub async fn record(self: &Arc<Self>, key: &str, want: Want) -> Result<Record> {
+        let entry = self.stat(key).await?;
+        let first = match want {
+            Want::Header => entry.len.min(HEADER_READ),
+            Want::Content if entry.len <= WHOLE_RECORD => entry.len,
+            Want::Content => CHUNK,
+        };
+        let mut bytes = self.record_range(&entry, 0..first).await?;
+        let frame = match RecordFrame::parse(&bytes) {
+            Ok(f) => f,
+            // A header longer than the first read: read up to the longest a header can be.
+            Err(haypack_format::Error::Truncated { .. }) if first < entry.len.min(HEADER_MAX) => {
+                bytes = self.record_range(&entry, 0..entry.len.min(HEADER_MAX)).await?;
+                RecordFrame::parse(&bytes).map_err(|e| self.record_corrupt(&entry, e.to_string()))?
+            }
+            Err(e) => return Err(self.record_corrupt(&entry, e.to_string())),
+        };
+        check_header(&frame, &entry).map_err(|d| self.record_corrupt(&entry, d))?;
+        Ok(Record { archive: self.clone(), entry, frame, bytes })
+    }
+
+    /// Reads `range` of the record `entry`, relative to its start.
+    async fn record_range(&self, entry: &Entry, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let pack = self.pack_of(entry)?;
+        if entry.offset.checked_add(entry.len).is_none_or(|end| end > pack.size) {
+            return Err(self.record_corrupt(entry, format!("record runs past the pack's end ({} bytes)", pack.size)));
+        }
+        let (start, end) = (entry.offset + range.start, entry.offset + range.end.min(entry.len));
+        self.read_range(&pack.name, start..end, Some(&entry.key)).await.map_err(|e| match e {
+            Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
+                self.record_corrupt(entry, format!("pack is truncated at {size} of {} bytes", pack.size))
+            }
+            e => e,
+        })
+    }
+
+    fn record_corrupt(&self, entry: &Entry, detail: String) -> Error {
+        Error::Corrupt {
+            object: self.pack_of(entry).map_or_else(|_| format!("pack {}", entry.pack), |p| p.name.clone()),
+            offset: entry.offset,
+            key: Some(entry.key.clone()),
+            detail,
+        }
+    }
+}
+
+impl Record {
+    /// The index entry that led to the record.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// The record's own header: its CRC-32C, codec and lengths.
+    pub fn header(&self) -> &RecordHeader {
+        &self.frame.header
+    }
+
+    /// The container the record is framed for.
+    pub fn container(&self) -> Container {
+        self.frame.container
+    }
+
+    /// The archive the record was read from.
+    pub fn archive(&self) -> &Arc<Archive> {
+        &self.archive
+    }
+
+    /// Whether the record is a compressed gzip member small enough to be read whole, so that
+    /// [`Record::gzip_member`] gives it when the record was read with [`Want::Content`].
+    pub fn is_gzip_member(&self) -> bool {
+        self.frame.container == Container::Gzip
+            && self.frame.header.codec == Codec::Gzip
+            && self.entry.len <= WHOLE_RECORD
+    }
+
+    /// Whether the whole record is already in memory, so the content needs no further read.
+    pub fn is_whole(&self) -> bool {
+        self.bytes.len() as u64 == self.entry.len
+    }
+
+    /// The content, verified; reads the rest of the record first if only part of it was read.
+    pub async fn content(&self) -> Result<Vec<u8>> {
+        let cap = self.frame.header.raw_len.min(WHOLE_RECORD) as usize;
+        let mut decoder = ContentDecoder::new(self.frame.clone(), Vec::with_capacity(cap)).map_err(|e| self.fail(e))?;
+        decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
+        let mut at = self.bytes.len() as u64;
+        while at < self.entry.len {
+            let next = (at + CHUNK).min(self.entry.len);
+            decoder.push(&self.archive.record_range(&self.entry, at..next).await?).map_err(|e| self.fail(e))?;
+            at = next;
+        }
+        decoder.finish().map_err(|e| self.fail(e))
+    }
+
+    /// The record as stored, a complete gzip member (RFC 1952) that any gzip decoder turns into
+    /// the content, for a caller that sends it on compressed. `None` unless the record is in a
+    /// gzip pack, compressed, and held whole. The content is decoded and verified first.
+    pub fn gzip_member(&self) -> Result<Option<Bytes>> {
+        if !self.is_gzip_member() || !self.is_whole() {
+            return Ok(None);
+        }
+        let mut decoder = ContentDecoder::new(self.frame.clone(), std::io::sink()).map_err(|e| self.fail(e))?;
+        decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
+        decoder.finish().map_err(|e| self.fail(e))?;
+        Ok(Some(self.bytes.clone()))
+    }
+
+    /// The content in pieces of a few hundred KiB, for records too large to hold whole. Unlike
+    /// [`Record::content`], pieces come out before the whole record is checked: the stream ends
+    /// with an error item if the check fails, and the caller must then discard what it got (an
+    /// HTTP server aborts the response, so the client sees a truncated body, never a complete
+    /// wrong one).
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        let out = SharedBuf::default();
+        let decoder = ContentDecoder::new(self.frame.clone(), out.clone()).map_err(|e| self.fail(e));
+        let pending = self.bytes.slice(self.frame.prefix_len as usize..);
+        let at = self.bytes.len() as u64;
+        let state = Streaming { record: self, decoder: Some(decoder), out, pending, at };
+        futures::stream::unfold(state, |mut s| async move {
+            let item = s.step().await.transpose()?;
+            if item.is_err() {
+                s.decoder = None;
+            }
+            Some((item, s))
+        })
+    }
+
+    fn fail(&self, e: haypack_format::Error) -> Error {
+        match e {
+            haypack_format::Error::Io(e) => Error::Output(e),
+            e => self.archive.record_corrupt(&self.entry, e.to_string()),
+        }
+    }
+}
+
+struct Streaming {
+    record: Record,
+    /// `None` once the stream ended (or failed).
+    decoder: Option<Result<ContentDecoder<SharedBuf>>>,
+    out: SharedBuf,
+    /// Encoded bytes read but not yet decoded.
+    pending: Bytes,
+    /// Where the next read starts, relative to the record.
+    at: u64,
+}
+
+impl Streaming {
+    /// The next non-empty piece, `None` at a verified end.
+    async fn step(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let decoder = match self.decoder.take() {
+                None => return Ok(None),
+                Some(d) => d?,
+            };
+            let r = &self.record;
+            if self.pending.is_empty() && self.at < r.entry.len {
+                let next = (self.at + CHUNK).min(r.entry.len);
+                self.pending = r.archive.record_range(&r.entry, self.at..next).await?;
+                self.at = next;
+            }
+            if self.pending.is_empty() {
+                decoder.finish().map_err(|e| r.fail(e))?;
+                let rest = self.out.take();
+                return Ok((!rest.is_empty()).then_some(rest));
+            }
+            let mut decoder = decoder;
+            let piece = self.pending.split_to(self.pending.len().min(STREAM_STEP));
+            decoder.push(&piece).map_err(|e| r.fail(e))?;
+            self.decoder = Some(Ok(decoder));
+            let out = self.out.take();
+            if !out.is_empty() {
+                return Ok(Some(out));
+            }
+        }
+    }
+}
+
+/// The decoder's sink while streaming: the stream takes what each step decoded.
+#[derive(Debug, Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.0.lock().expect("stream buffer lock")))
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("stream buffer lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
