@@ -29,3 +29,7 @@ bench *args:
 # Measure S3 upload, reads and extract against s5cmd and the aws CLI on a local Garage.
 bench-s3 *args:
     scripts/bench-s3.sh {{args}}
+
+# Load-test `haypack serve` (local archive and Garage) next to nginx with wrk.
+bench-serve *args:
+    scripts/bench-serve.sh {{args}}

@@ -2,6 +2,7 @@
 //! sends headers first): its header from one range read, then its content whole, in pieces, or
 //! as the gzip member it is stored as.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,9 @@ const HEADER_MAX: u64 = 80 << 10;
 /// Encoded bytes handed to the decoder at a time while streaming, so that what one step decodes
 /// stays small.
 const STREAM_STEP: usize = 256 << 10;
+/// The largest content decoded into one buffer allocated up front: the header's length is
+/// checked against the index, but a corrupt pair must not allocate gigabytes.
+const REUSED_DCTX_MAX: u64 = 64 << 20;
 
 /// How much of a record [`Archive::record`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +129,9 @@ impl Record {
 
     /// The content, verified; reads the rest of the record first if only part of it was read.
     pub async fn content(&self) -> Result<Vec<u8>> {
+        if self.is_whole() && self.frame.container == Container::Zstd && self.frame.header.raw_len <= REUSED_DCTX_MAX {
+            return self.decode_zstd_whole();
+        }
         let cap = self.frame.header.raw_len.min(WHOLE_RECORD) as usize;
         let mut decoder = ContentDecoder::new(self.frame.clone(), Vec::with_capacity(cap)).map_err(|e| self.fail(e))?;
         decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
@@ -168,6 +175,49 @@ impl Record {
             }
             Some((item, s))
         })
+    }
+
+    /// Decodes a zstd record held whole with this thread's decompression context. Making a
+    /// context per record (what the streaming decoder does) costs more than decoding a small
+    /// record: a server answering many small requests spends its time there. The checks are the
+    /// streaming decoder's: exactly `raw_len` bytes, and their CRC-32C.
+    fn decode_zstd_whole(&self) -> Result<Vec<u8>> {
+        thread_local! {
+            static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+        }
+        let h = &self.frame.header;
+        let start = self.frame.prefix_len as usize;
+        let encoded = self.bytes.get(start..start + h.stored_len as usize).ok_or_else(|| {
+            self.fail(haypack_format::Error::Truncated {
+                what: "record",
+                needed: self.frame.record_len(),
+                available: self.bytes.len() as u64,
+            })
+        })?;
+        // The capacity is the limit: content longer than the header says fails to decode.
+        let mut out = Vec::with_capacity(h.raw_len as usize);
+        DCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let dctx = match &mut *slot {
+                Some(d) => d,
+                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            dctx.decompress_to_buffer(encoded, &mut out)
+        })
+        .map_err(|e| self.archive.record_corrupt(&self.entry, format!("record content: {e}")))?;
+        if out.len() as u64 != h.raw_len {
+            let detail = format!("record content decodes to {} bytes, header says {}", out.len(), h.raw_len);
+            return Err(self.archive.record_corrupt(&self.entry, detail));
+        }
+        let found = crc32c::crc32c(&out);
+        if found != h.crc32c {
+            return Err(self.fail(haypack_format::Error::Checksum {
+                what: "record content",
+                expected: h.crc32c,
+                found,
+            }));
+        }
+        Ok(out)
     }
 
     fn fail(&self, e: haypack_format::Error) -> Error {

@@ -1,0 +1,155 @@
+//! `Archive::record` (one record for a server: header, content, gzip member, stream) and
+//! `Archive::list_page`, on every codec, with damage reported as `Corrupt`.
+
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use haypack_format::{Compression, Container, RecordFrame};
+use haypack_pack::PackOptions;
+use haypack_read::{Archive, Error, Want};
+use haypack_store::LocalStore;
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const CODECS: [Compression; 3] = [
+    Compression { container: Container::Zstd, level: 3, compress: true },
+    Compression { container: Container::Gzip, level: 6, compress: true },
+    Compression { container: Container::Zstd, level: 0, compress: false },
+];
+
+async fn packed(files: &[(&str, Vec<u8>)], compression: Compression) -> (tempfile::TempDir, Arc<Archive>) {
+    let src = tempfile::tempdir().unwrap();
+    for (key, bytes) in files {
+        let path = src.path().join(key);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dest.path()));
+    let opts = PackOptions { compression, ..PackOptions::default() };
+    haypack_pack::pack(src.path(), store.clone(), opts, Arc::new(())).await.unwrap();
+    (dest, Arc::new(Archive::open(store).await.unwrap()))
+}
+
+fn flip_content_byte(arch: &Path, archive: &Archive, entry: &haypack_format::Entry) {
+    let path = arch.join(&archive.manifest().pack(entry.pack).unwrap().name);
+    let mut bytes = fs::read(&path).unwrap();
+    let frame = RecordFrame::parse(&bytes[entry.offset as usize..]).unwrap();
+    bytes[(entry.offset + frame.prefix_len + frame.header.stored_len / 2) as usize] ^= 0x40;
+    fs::write(&path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_record_gives_its_header_content_and_gzip_member() {
+    let text = b"lorem ipsum dolor sit amet ".repeat(200);
+    for compression in CODECS {
+        let (_dir, archive) = packed(&[("t.txt", text.clone()), ("empty", Vec::new())], compression).await;
+        let head = archive.record("t.txt", Want::Header).await.unwrap();
+        assert_eq!(head.header().crc32c, crc32c::crc32c(&text));
+        assert!(!head.is_whole() || head.entry().len <= 8192);
+        let rec = archive.record("t.txt", Want::Content).await.unwrap();
+        assert!(rec.is_whole());
+        assert_eq!(rec.content().await.unwrap(), text, "{compression:?}");
+        assert_eq!(head.content().await.unwrap(), text, "a header-only record reads the rest");
+        match rec.gzip_member().unwrap() {
+            Some(member) => {
+                assert_eq!(compression.container, Container::Gzip);
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&member[..]), &mut out).unwrap();
+                assert_eq!(out, text);
+            }
+            None => assert!(compression.container != Container::Gzip || !compression.compress),
+        }
+        let empty = archive.record("empty", Want::Content).await.unwrap();
+        assert!(empty.content().await.unwrap().is_empty());
+        assert!(matches!(archive.record("nope", Want::Header).await, Err(Error::NotFound { .. })));
+    }
+}
+
+#[tokio::test]
+async fn damaged_content_is_corrupt_on_every_path() {
+    let text = b"lorem ipsum dolor sit amet ".repeat(200);
+    for compression in CODECS {
+        let (dir, archive) = packed(&[("t.txt", text.clone())], compression).await;
+        let entry = archive.stat("t.txt").await.unwrap();
+        flip_content_byte(dir.path(), &archive, &entry);
+        let archive = Arc::new(Archive::open(archive.store().clone()).await.unwrap());
+        let rec = archive.record("t.txt", Want::Content).await.unwrap();
+        assert!(matches!(rec.content().await, Err(Error::Corrupt { key: Some(_), .. })), "{compression:?}");
+        if compression.container == Container::Gzip {
+            assert!(matches!(rec.gzip_member(), Err(Error::Corrupt { .. })));
+        }
+        let items: Vec<_> = rec.into_stream().collect().await;
+        assert!(matches!(items.last(), Some(Err(Error::Corrupt { .. }))), "{compression:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_record_streams_in_pieces_and_ends_verified() {
+    let big = noise(20 << 20, 5);
+    let (_dir, archive) = packed(&[("big", big.clone())], CODECS[2]).await;
+    let rec = archive.record("big", Want::Content).await.unwrap();
+    assert!(!rec.is_whole());
+    let pieces: Vec<_> = rec.into_stream().collect().await;
+    assert!(pieces.len() > 1);
+    let joined: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+    assert!(joined == big);
+}
+
+#[tokio::test]
+async fn pages_start_after_the_last_key() {
+    let files: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("p/{i:02}"), vec![b'x'; i])).collect();
+    let mut files: Vec<(&str, Vec<u8>)> = files.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    files.push(("q", b"other".to_vec()));
+    let (_dir, archive) = packed(&files, CODECS[0]).await;
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = archive.list_page("p/", after.as_deref(), 20).await.unwrap();
+        keys.extend(page.entries.iter().map(|e| e.key.clone()));
+        if !page.more {
+            break;
+        }
+        after = keys.last().cloned();
+    }
+    assert_eq!(keys, (0..50).map(|i| format!("p/{i:02}")).collect::<Vec<_>>());
+    let page = archive.list_page("", Some("p/49"), 10).await.unwrap();
+    assert_eq!((page.entries.len(), page.entries[0].key.as_str(), page.more), (1, "q", false));
+    assert!(archive.list_page("r", None, 10).await.unwrap().entries.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_cross_index_blocks() {
+    let files: Vec<(String, Vec<u8>)> = (0..30_000).map(|i| (format!("k/{i:06}"), Vec::new())).collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let (_dir, archive) = packed(&files, CODECS[0]).await;
+    assert!(archive.manifest().index.blocks.len() > 1, "the test needs several index blocks");
+    let (mut n, mut after, mut last) = (0, None::<String>, String::new());
+    loop {
+        let page = archive.list_page("k/", after.as_deref(), 7_000).await.unwrap();
+        for e in &page.entries {
+            assert!(e.key > last, "{} after {last}", e.key);
+            last = e.key.clone();
+        }
+        n += page.entries.len();
+        if !page.more {
+            break;
+        }
+        after = Some(last.clone());
+    }
+    assert_eq!(n, 30_000);
+}
