@@ -82,13 +82,16 @@ http {
 }
 CONF
 "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+nginx_pid=$!
+pids+=("$nginx_pid")
 local_port=$(free_port)
 "$hp" -q serve "$work/archive" --listen "127.0.0.1:$local_port" &
-pids+=($!)
+local_pid=$!
+pids+=("$local_pid")
 s3_port=$(free_port)
 "$hp" -q --no-cache serve "s3://$HAYPACK_TEST_GARAGE_BUCKET/serve" --listen "127.0.0.1:$s3_port" &
-pids+=($!)
+s3_pid=$!
+pids+=("$s3_pid")
 for port in "$nginx_port" "$local_port" "$s3_port"; do wait_for "http://127.0.0.1:$port/"; done
 
 # Every server must give the same bytes before its speed means anything.
@@ -109,11 +112,29 @@ end
 LUA
 export KEYS_FILE=$work/keys
 
-run() { # run NAME PORT SECONDS: appends "rps p50_ms p99_ms errors" to $work/res-NAME
-    wrk -t2 -c"$conns" -d"$3s" --latency -s "$work/keys.lua" "http://127.0.0.1:$2" > "$work/wrk.out"
-    python3 - "$work/wrk.out" >> "$work/res-$1" <<'PY'
+# CPU time (user + system, in clock ticks) of the given processes and all their threads: the
+# cost per request, which other load on the machine changes less than requests/s.
+ticks() {
+    local t=0 p s fields
+    for p in "$@"; do
+        for s in /proc/"$p"/task/*/stat; do
+            read -r -a fields < <(sed 's/.*) //' "$s" 2>/dev/null) || continue
+            t=$((t + fields[11] + fields[12]))
+        done
+    done
+    echo "$t"
+}
+
+run() { # run NAME PORT SECONDS PID...: appends "rps p50_ms p99_ms errors cpu_us_per_request" to $work/res-NAME
+    local name=$1 port=$2 seconds=$3 before after
+    shift 3
+    before=$(ticks "$@")
+    wrk -t2 -c"$conns" -d"${seconds}s" --latency -s "$work/keys.lua" "http://127.0.0.1:$port" > "$work/wrk.out"
+    after=$(ticks "$@")
+    python3 - "$work/wrk.out" "$((after - before))" "$(getconf CLK_TCK)" "$seconds" >> "$work/res-$name" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+ticks, hz, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 def ms(v):
     n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
@@ -123,20 +144,27 @@ p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 n = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-print(f"{rps} {p50} {p99} {n}")
+cpu_us = ticks / hz * 1e6 / (rps * seconds)
+print(f"{rps} {p50} {p99} {n} {cpu_us}")
 PY
 }
 
+# Whose CPU each row counts: nginx's workers; haypack; haypack and Garage.
+nginx_pids=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
+local_pids=$local_pid
+s3_pids="$s3_pid $GARAGE_PID"
 for name in nginx local s3; do
-    port_var=${name}_port
+    port_var=${name}_port pids_var=${name}_pids
     echo "bench-serve: warming $name" >&2
-    run warm "${!port_var}" 3
+    # shellcheck disable=SC2086
+    run warm "${!port_var}" 3 ${!pids_var}
 done
 for round in $(seq 1 "$rounds"); do
     for name in nginx local s3; do
-        port_var=${name}_port
+        port_var=${name}_port pids_var=${name}_pids
         echo "bench-serve: round $round, $name (${secs}s, $conns connections)" >&2
-        run "$name" "${!port_var}" "$secs"
+        # shellcheck disable=SC2086
+        run "$name" "${!port_var}" "$secs" ${!pids_var}
     done
 done
 
@@ -145,14 +173,16 @@ import sys
 work, files, size, secs, conns, rounds = sys.argv[1:]
 def mean(name):
     rows = [list(map(float, l.split())) for l in open(f"{work}/res-{name}")]
-    return [sum(r[i] for r in rows) / len(rows) for i in range(4)]
+    return [sum(r[i] for r in rows) / len(rows) for i in range(5)]
 nginx, local, s3 = mean("nginx"), mean("local"), mean("s3")
 print(f"Corpus: {int(files):,} files, {int(size) / 2**20:.1f} MiB; wrk -t2 -c{conns}, {secs} s per run, "
       f"mean of {rounds} interleaved runs; everything on one machine (`nproc` = "
       f"{__import__('os').cpu_count()}).\n")
-print("| server | requests/s | p50 ms | p99 ms | errors | vs nginx |")
-print("|---|---|---|---|---|---|")
+print("| server | requests/s | vs nginx | p50 ms | p99 ms | errors | CPU µs per request |")
+print("|---|---|---|---|---|---|---|")
 for label, r in [("nginx, files on disk", nginx), ("haypack serve, local archive", local),
-                 ("haypack serve, archive on Garage", s3)]:
-    print(f"| {label} | {r[0]:,.0f} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.0f} | {r[0] / nginx[0]:.2f}× |")
+                 ("haypack serve, archive on Garage (+ Garage's CPU)", s3)]:
+    print(f"| {label} | {r[0]:,.0f} | {r[0] / nginx[0]:.2f}× | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.0f} | {r[4]:.1f} |")
+print(f"\nLoad average at the end: {open('/proc/loadavg').read().split()[0]} (other work on the machine "
+      "takes CPU from all servers alike; CPU per request is the steadier number).")
 PY
