@@ -378,6 +378,10 @@ async fn a_reload_serves_the_new_generation_while_requests_in_flight_finish_on_t
     assert!(std::fs::read(out.path().join("big")).unwrap() == big1, "it finished on generation 1");
     // Nothing changed: a reload keeps the generation (and its warm cache).
     assert_eq!(server.handle.reload().await.unwrap(), 2);
+    // A reload that fails keeps serving what it served.
+    std::fs::remove_file(dest.path().join("manifest.json")).unwrap();
+    assert!(server.handle.reload().await.is_err());
+    assert_eq!(curl(&server.url, "/v.txt", &[]).await.body, b"version 2");
     server.stop().await;
 }
 
