@@ -23,6 +23,8 @@ const STREAM_STEP: usize = 256 << 10;
 /// The largest content decoded into one buffer allocated up front: the header's length is
 /// checked against the index, but a corrupt pair must not allocate gigabytes.
 const REUSED_DCTX_MAX: u64 = 64 << 20;
+/// The largest zstd content sent on as a zstd stream (see [`Record::content_encoding`]).
+const ZSTD_HTTP_WINDOW: u64 = 8 << 20;
 
 /// How much of a record [`Archive::record`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,12 +116,19 @@ impl Record {
         &self.archive
     }
 
-    /// Whether the record is a compressed gzip member small enough to be read whole, so that
-    /// [`Record::gzip_member`] gives it when the record was read with [`Want::Content`].
-    pub fn is_gzip_member(&self) -> bool {
-        self.frame.container == Container::Gzip
-            && self.frame.header.codec == Codec::Gzip
-            && self.entry.len <= WHOLE_RECORD
+    /// The HTTP content coding (`gzip` or `zstd`) in which the record's stored bytes are a
+    /// standard compressed stream of its content, if they are one and the record is small enough
+    /// to be read whole: then [`Record::encoded`] gives those bytes.
+    pub fn content_encoding(&self) -> Option<&'static str> {
+        let h = &self.frame.header;
+        match (self.frame.container, h.codec) {
+            _ if self.entry.len > WHOLE_RECORD => None,
+            (Container::Gzip, Codec::Gzip) => Some("gzip"),
+            // RFC 9659 asks decoders for an 8 MiB window only; a frame's window is at most its
+            // content size.
+            (Container::Zstd, Codec::Zstd) if h.raw_len <= ZSTD_HTTP_WINDOW => Some("zstd"),
+            _ => None,
+        }
     }
 
     /// Whether the whole record is already in memory, so the content needs no further read.
@@ -144,12 +153,17 @@ impl Record {
         decoder.finish().map_err(|e| self.fail(e))
     }
 
-    /// The record as stored, a complete gzip member (RFC 1952) that any gzip decoder turns into
-    /// the content, for a caller that sends it on compressed. `None` unless the record is in a
-    /// gzip pack, compressed, and held whole. The content is decoded and verified first.
-    pub fn gzip_member(&self) -> Result<Option<Bytes>> {
-        if !self.is_gzip_member() || !self.is_whole() {
-            return Ok(None);
+    /// The record's content still encoded, for a caller that sends it on compressed: for
+    /// `gzip`, the record itself, a complete gzip member (RFC 1952; the header travels in its
+    /// FEXTRA field, which decoders skip); for `zstd`, the record's content frame (RFC 8878).
+    /// `None` unless [`Record::content_encoding`] names a coding and the record was read whole.
+    /// The content is decoded and verified first.
+    pub fn encoded(&self) -> Result<Option<Bytes>> {
+        let (Some(coding), true) = (self.content_encoding(), self.is_whole()) else { return Ok(None) };
+        if coding == "zstd" {
+            self.decode_zstd_whole()?;
+            let start = self.frame.prefix_len as usize;
+            return Ok(Some(self.bytes.slice(start..start + self.frame.header.stored_len as usize)));
         }
         let mut decoder = ContentDecoder::new(self.frame.clone(), std::io::sink()).map_err(|e| self.fail(e))?;
         decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;

@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::State;
-use crate::request::{Ranged, accepts_gzip, key_of, not_modified, query_pairs, range};
+use crate::request::{Ranged, accepts, key_of, not_modified, query_pairs, range};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body: bytes in memory, or a record streamed in pieces.
@@ -88,36 +88,42 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
         Err(e) => return read_failed(e),
     };
     let (h, entry) = (rec.header(), rec.entry());
-    // The CRC-32C and length name the content; the gzip form is another representation of it
+    // The CRC-32C and length name the content; an encoded form of it is another representation
     // and needs a tag of its own (RFC 9110 §8.8.3).
     let etag = format!("\"{:08x}-{:x}\"", h.crc32c, h.raw_len);
-    let etag_gz = format!("\"{:08x}-{:x}-gz\"", h.crc32c, h.raw_len);
+    let coding = rec.content_encoding();
+    let etag_coded = coding.map(|c| format!("\"{:08x}-{:x}-{c}\"", h.crc32c, h.raw_len));
     let modified = entry.mtime.to_system_time();
     let last_modified = modified.map(httpdate::fmt_http_date);
-    let gzip = rec.is_gzip_member() && accepts_gzip(&req.headers) && !req.headers.contains_key(RANGE);
+    // A range is of the content, so it is served decoded.
+    let send_coded = coding.filter(|c| accepts(&req.headers, c) && !req.headers.contains_key(RANGE));
 
     let mut b = Response::builder()
-        .header(ETAG, if gzip { &etag_gz } else { &etag })
+        .header(ETAG, if send_coded.is_some() { etag_coded.as_deref().unwrap_or(&etag) } else { &etag })
         .header(CACHE_CONTROL, &state.options.cache_control)
         .header(ACCEPT_RANGES, "bytes");
     if let Some(lm) = &last_modified {
         b = b.header(LAST_MODIFIED, lm);
     }
-    if rec.is_gzip_member() {
+    if coding.is_some() {
         b = b.header(VARY, "accept-encoding");
     }
-    if not_modified(&req.headers, &[&etag, &etag_gz], modified) {
+    let tags: Vec<&str> = [Some(etag.as_str()), etag_coded.as_deref()].into_iter().flatten().collect();
+    if not_modified(&req.headers, &tags, modified) {
         return finish(b.status(StatusCode::NOT_MODIFIED), empty());
     }
     b = b.header(CONTENT_TYPE, entry.content_type.as_deref().unwrap_or("application/octet-stream"));
-    if gzip {
-        b = b.header(CONTENT_ENCODING, "gzip").header(CONTENT_LENGTH, entry.len);
+    if let Some(coding) = send_coded {
+        b = b.header(CONTENT_ENCODING, coding);
         if head {
-            return finish(b, empty());
+            // The encoded length, without reading the record: the whole record for gzip, the
+            // content frame for zstd.
+            let len = if coding == "gzip" { entry.len } else { h.stored_len };
+            return finish(b.header(CONTENT_LENGTH, len), empty());
         }
-        return match rec.gzip_member() {
-            Ok(Some(member)) => finish(b, full(member)),
-            Ok(None) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the gzip record was not read whole".into()),
+        return match rec.encoded() {
+            Ok(Some(encoded)) => finish(b.header(CONTENT_LENGTH, encoded.len()), full(encoded)),
+            Ok(None) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
             Err(e) => read_failed(e),
         };
     }

@@ -57,26 +57,26 @@ pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, &'static str> {
         .collect()
 }
 
-/// Whether the client takes `Content-Encoding: gzip`: `gzip` (or `*`) listed with a non-zero
-/// weight; an explicit `gzip;q=0` wins over `*`.
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
-    let (mut gzip, mut any) = (None, None);
+/// Whether the client takes `Content-Encoding: coding` (`gzip` or `zstd`): the coding (or `*`)
+/// listed with a non-zero weight; an explicit `coding;q=0` wins over `*`.
+pub fn accepts(headers: &HeaderMap, coding: &str) -> bool {
+    let (mut named, mut any) = (None, None);
     for value in headers.get_all(ACCEPT_ENCODING) {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let listed = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
                 .find_map(|p| p.trim().strip_prefix("q=").map(|q| q.trim().parse::<f32>().unwrap_or(0.0)))
                 .unwrap_or(1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip = Some(q > 0.0),
-                "*" => any = Some(q > 0.0),
-                _ => {}
+            if listed == coding || (coding == "gzip" && listed == "x-gzip") {
+                named = Some(q > 0.0);
+            } else if listed == "*" {
+                any = Some(q > 0.0);
             }
         }
     }
-    gzip.or(any).unwrap_or(false)
+    named.or(any).unwrap_or(false)
 }
 
 /// Whether a cached copy the client holds is current, so the answer is 304. `etags` are the
@@ -209,14 +209,20 @@ mod tests {
     }
 
     #[test]
-    fn gzip_is_sent_only_to_clients_that_take_it() {
-        assert!(accepts_gzip(&headers(&[(ACCEPT_ENCODING, "gzip, deflate, br")])));
-        assert!(accepts_gzip(&headers(&[(ACCEPT_ENCODING, "br;q=1.0, gzip;q=0.8")])));
-        assert!(accepts_gzip(&headers(&[(ACCEPT_ENCODING, "*")])));
-        assert!(!accepts_gzip(&headers(&[(ACCEPT_ENCODING, "gzip;q=0")])));
-        assert!(!accepts_gzip(&headers(&[(ACCEPT_ENCODING, "*, gzip;q=0")])));
-        assert!(!accepts_gzip(&headers(&[(ACCEPT_ENCODING, "identity")])));
-        assert!(!accepts_gzip(&HeaderMap::new()));
+    fn a_coding_is_sent_only_to_clients_that_take_it() {
+        let gzip = |v: &str| accepts(&headers(&[(ACCEPT_ENCODING, v)]), "gzip");
+        assert!(gzip("gzip, deflate, br"));
+        assert!(gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(gzip("x-gzip"));
+        assert!(gzip("*"));
+        assert!(!gzip("gzip;q=0"));
+        assert!(!gzip("*, gzip;q=0"));
+        assert!(!gzip("identity"));
+        assert!(!accepts(&HeaderMap::new(), "gzip"));
+        let zstd = |v: &str| accepts(&headers(&[(ACCEPT_ENCODING, v)]), "zstd");
+        assert!(zstd("gzip, deflate, br, zstd"));
+        assert!(!zstd("gzip, deflate, br"));
+        assert!(!zstd("zstd;q=0, *"));
     }
 
     #[test]

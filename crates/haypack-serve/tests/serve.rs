@@ -260,7 +260,7 @@ async fn gzip_pass_through(url: &str, src: &Path) {
     assert_eq!(gz.status, 200);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(gz.header("vary"), Some("accept-encoding"));
-    assert!(gz.header("etag").unwrap().ends_with("-gz\""));
+    assert!(gz.header("etag").unwrap().ends_with("-gzip\""));
     assert!(gz.body.len() < json.len(), "sent compressed");
     assert_eq!(gunzip(&gz.body), json);
     let gz_head = curl(url, "/a/007.json", &["-I", "-H", "Accept-Encoding: gzip"]).await;
@@ -304,6 +304,29 @@ async fn gzip_records_pass_through_as_stored() {
     let png = curl(&server.url, "/img/logo.png", &["-H", "Accept-Encoding: gzip"]).await;
     assert_eq!((png.status, png.header("content-encoding")), (200, None));
     assert_eq!(png.body, std::fs::read(src.path().join("img/logo.png")).unwrap());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_records_go_out_as_their_zstd_frame_to_clients_that_take_zstd() {
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let dest = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dest.path()));
+    pack(src.path(), store.clone(), Compression::default(), false).await;
+    let server = start(store, ServeOptions::default()).await;
+    let json = std::fs::read(src.path().join("a/007.json")).unwrap();
+    let z = curl(&server.url, "/a/007.json", &["-H", "Accept-Encoding: gzip, deflate, br, zstd"]).await;
+    assert_eq!(z.status, 200);
+    assert_eq!(z.header("content-encoding"), Some("zstd"));
+    assert_eq!(z.header("vary"), Some("accept-encoding"));
+    assert!(z.header("etag").unwrap().ends_with("-zstd\""));
+    assert!(z.body.len() < json.len());
+    assert_eq!(zstd::decode_all(&z.body[..]).unwrap(), json);
+    let head = curl(&server.url, "/a/007.json", &["-I", "-H", "Accept-Encoding: zstd"]).await;
+    assert_eq!(head.header("content-length"), Some(z.body.len().to_string().as_str()));
+    let gz_only = curl(&server.url, "/a/007.json", &["-H", "Accept-Encoding: gzip"]).await;
+    assert_eq!((gz_only.header("content-encoding"), &gz_only.body), (None, &json));
     server.stop().await;
 }
 

@@ -152,8 +152,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve every record over HTTP by its key: GET /KEY (ranges, conditionals, gzip as
-    /// stored), GET /?prefix=P&after=K&limit=N (keys as JSON), GET /healthz. SIGHUP reloads the
+    /// Serve every record over HTTP by its key: GET /KEY (ranges, conditionals, gzip or zstd
+    /// as stored), GET /?prefix=P&after=K&limit=N (keys as JSON), GET /healthz. SIGHUP reloads the
     /// archive, SIGTERM stops after requests in flight. Access logs:
     /// HAYPACK_LOG=haypack_serve::access=info.
     Serve {
