@@ -147,14 +147,28 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
     if head {
         return finish(b, empty());
     }
-    if rec.is_whole() {
-        return match rec.content().await {
-            Ok(content) => finish(b, full(Bytes::from(content).slice(start as usize..end as usize))),
-            Err(e) => read_failed(e),
-        };
+    if !rec.is_whole() {
+        return finish(b, streamed(rec, start, end, permit));
     }
-    finish(b, streamed(rec, start, end, permit))
+    let content = if total > OFF_WORKER_DECODE {
+        // Decoding MiBs takes milliseconds: on a blocking thread, so that small requests on this
+        // worker do not wait behind it. The record is whole: `content` reads nothing more.
+        let runtime = tokio::runtime::Handle::current();
+        match tokio::task::spawn_blocking(move || runtime.block_on(rec.content())).await {
+            Ok(r) => r,
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding the record failed: {e}")),
+        }
+    } else {
+        rec.content().await
+    };
+    match content {
+        Ok(content) => finish(b, full(Bytes::from(content).slice(start as usize..end as usize))),
+        Err(e) => read_failed(e),
+    }
 }
+
+/// Contents larger than this are decoded off the async worker threads.
+const OFF_WORKER_DECODE: u64 = 1 << 20;
 
 /// A record too large to hold, decoded piece by piece and cut to `start..end`. Its permit is an
 /// upstream read slot, held until the body ends because every piece may read the store.

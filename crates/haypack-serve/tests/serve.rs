@@ -335,9 +335,11 @@ async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
     let src = tempfile::tempdir().unwrap();
     let big = noise(20 << 20, 3);
     std::fs::write(src.path().join("big.bin"), &big).unwrap();
+    let middle: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 1000).to_le_bytes()).collect();
+    std::fs::write(src.path().join("mid.txt"), &middle).unwrap();
     let dest = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalStore::new(dest.path()));
-    pack(src.path(), store.clone(), stored(), false).await;
+    pack(src.path(), store.clone(), Compression::default(), false).await;
     let server = start(store, ServeOptions::default()).await;
     let all = curl(&server.url, "/big.bin", &[]).await;
     assert_eq!(all.status, 200);
@@ -348,6 +350,10 @@ async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
     assert!(part.body == big[a..=b]);
     let tail = curl(&server.url, "/big.bin", &["-H", "Range: bytes=-100"]).await;
     assert!(tail.body == big[big.len() - 100..]);
+    // Held whole (under 16 MiB) but decoded off the worker threads (over 1 MiB).
+    let mid = curl(&server.url, "/mid.txt", &["-H", "Range: bytes=1000000-1999999"]).await;
+    assert_eq!(mid.status, 206);
+    assert!(mid.body == middle[1_000_000..2_000_000]);
     server.stop().await;
 }
 
