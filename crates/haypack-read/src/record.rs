@@ -31,7 +31,9 @@ const ZSTD_HTTP_WINDOW: u64 = 8 << 20;
 pub enum Want {
     /// Only its header (checksum, codec, lengths): a small read at the record's start.
     Header,
-    /// The whole record if it is at most 16 MiB, else its first 8 MiB.
+    /// The whole record if it is at most 16 MiB; a larger one is read like [`Want::Header`]
+    /// and its content streams later, so that an answer that needs none of it (a 304) reads
+    /// little and the first byte of one that does goes out early.
     Content,
 }
 
@@ -52,9 +54,8 @@ impl Archive {
     pub async fn record(self: &Arc<Self>, key: &str, want: Want) -> Result<Record> {
         let entry = self.stat(key).await?;
         let first = match want {
-            Want::Header => entry.len.min(HEADER_READ),
             Want::Content if entry.len <= WHOLE_RECORD => entry.len,
-            Want::Content => CHUNK,
+            Want::Header | Want::Content => entry.len.min(HEADER_READ),
         };
         let mut bytes = self.record_range(&entry, 0..first).await?;
         let frame = match RecordFrame::parse(&bytes) {

@@ -338,12 +338,18 @@ async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
     let middle: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 1000).to_le_bytes()).collect();
     std::fs::write(src.path().join("mid.txt"), &middle).unwrap();
     let dest = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::new(dest.path()));
-    pack(src.path(), store.clone(), Compression::default(), false).await;
-    let server = start(store, ServeOptions::default()).await;
+    pack(src.path(), Arc::new(LocalStore::new(dest.path())), Compression::default(), false).await;
+    let store = Arc::new(Counting::new(LocalStore::new(dest.path())));
+    let server = start(store.clone(), ServeOptions::default()).await;
     let all = curl(&server.url, "/big.bin", &[]).await;
     assert_eq!(all.status, 200);
     assert!(all.body == big, "the whole large record, byte for byte");
+    // Revalidating a large record reads its header, not its content.
+    let etag = all.header("etag").unwrap().to_owned();
+    store.reset();
+    let cached = curl(&server.url, "/big.bin", &["-H", &format!("If-None-Match: {etag}")]).await;
+    assert_eq!(cached.status, 304);
+    assert!(store.counts().bytes_read <= 8 << 10, "{:?}", store.counts());
     let (a, b) = (9_000_000usize, 17_500_000usize);
     let part = curl(&server.url, "/big.bin", &["-H", &format!("Range: bytes={a}-{b}")]).await;
     assert_eq!(part.status, 206);
