@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
 use haypack_format::{
-    BlockRef, Compression, Container, Entry, Footer, IndexRef, Manifest, Meta, PackRef, RecordFrame, RecordMeta,
-    Timestamp, encode_block, encode_record,
+    BlockRef, Compression, Container, Entry, Footer, IndexObject, IndexRef, Manifest, Meta, PackRef, RecordFrame,
+    RecordMeta, Timestamp, encode_block, encode_record,
 };
 use predicates::prelude::*;
 use tempfile::TempDir;
@@ -1078,10 +1078,10 @@ fn an_archive_from_a_newer_version_says_so() {
     let arch = tmp.path().join("arch");
     pack_ok(&src, &arch, &["-q"]);
     let mut m = manifest_json(&arch);
-    m["version"] = 2.into();
+    m["version"] = 3.into();
     m["some_new_field"] = "from the future".into();
     fs::write(arch.join("manifest.json"), serde_json::to_vec_pretty(&m).expect("json")).expect("write");
-    let msg = "archive has format version 2, but this haypack reads versions up to 1; upgrade haypack";
+    let msg = "archive has format version 3, but this haypack reads versions up to 2; upgrade haypack";
     for cmd in [&["get", "a.txt"][..], &["ls"], &["info"], &["verify"]] {
         haypack()
             .arg(cmd[0])
@@ -1148,12 +1148,14 @@ fn craft_archive(dir: &Path, records: Records<'_>) {
             size: pack.len() as u64,
             records: entries.len() as u64,
             raw_bytes,
-            crc32c: crc32c::crc32c(&pack),
+            crc32c: Some(crc32c::crc32c(&pack)),
+            dead_records: 0,
+            dead_bytes: 0,
         }],
         index: IndexRef {
-            name: "index/000001.hpi".into(),
-            size: block.len() as u64,
+            objects: vec![IndexObject { name: "index/000001.hpi".into(), size: block.len() as u64 }],
             blocks: vec![BlockRef {
+                object: 0,
                 first_key: entries[0].key.clone(),
                 offset: 0,
                 len: block.len() as u64,
