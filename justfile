@@ -29,3 +29,7 @@ bench *args:
 # Measure S3 upload, reads and extract against s5cmd and the aws CLI on a local Garage.
 bench-s3 *args:
     scripts/bench-s3.sh {{args}}
+
+# Measure compaction locally and on a local Garage, against download-and-reupload.
+bench-compact *args:
+    scripts/bench-compact.sh {{args}}

@@ -24,6 +24,9 @@ use crate::{DEFAULT_PACK_SIZE, Error, Progress, Result, fault};
 
 /// Bytes read at once when records travel through this process.
 const CHUNK: u64 = 16 << 20;
+/// Dead bytes between live records that are cheaper to read along than to skip with another
+/// request.
+const GAP: u64 = 1 << 20;
 
 /// How to compact.
 #[derive(Debug, Clone)]
@@ -51,9 +54,10 @@ pub struct CompactReport {
     pub written: Vec<String>,
     /// Bytes of live records copied.
     pub live_bytes: u64,
-    /// Of those, bytes that travelled through this process (downloaded and uploaded again).
+    /// Bytes read from the old packs: the live records that travelled through this process
+    /// (and were uploaded again), plus dead bytes between them that were cheaper to read along.
     pub downloaded: u64,
-    /// Of those, bytes the store copied itself.
+    /// Bytes of live records the store copied itself.
     pub copied_in_store: u64,
     /// Dead bytes the compacted packs held: freed when `gc` deletes them.
     pub reclaimable: u64,
@@ -91,6 +95,7 @@ pub async fn compact(
             .await?;
     }
     live.sort_unstable_by_key(|e| (e.pack, e.offset));
+    let live_bytes = live.iter().map(|e| e.len).sum();
 
     let token = unique_token();
     let first_id = m.packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
@@ -106,6 +111,8 @@ pub async fn compact(
         packs: Vec::new(),
         written: Vec::new(),
         moves: Vec::new(),
+        spans: Vec::new(),
+        window: None,
         downloaded: 0,
         copied_in_store: 0,
     };
@@ -148,7 +155,7 @@ pub async fn compact(
     report.written = copier.written;
     report.downloaded = copier.downloaded;
     report.copied_in_store = copier.copied_in_store;
-    report.live_bytes = copier.downloaded + copier.copied_in_store;
+    report.live_bytes = live_bytes;
     Ok(report)
 }
 
@@ -165,6 +172,9 @@ struct Copier {
     packs: Vec<PackRef>,
     written: Vec<String>,
     moves: Vec<Change>,
+    /// Where to read ahead in the pack being copied, and what was read.
+    spans: Vec<Range<u64>>,
+    window: Option<(u64, bytes::Bytes)>,
     downloaded: u64,
     copied_in_store: u64,
 }
@@ -183,6 +193,8 @@ impl Copier {
     }
 
     fn copy_pack(&mut self, pack: &PackRef, live: &[Entry]) -> Result<()> {
+        self.spans = spans(live);
+        self.window = None;
         // The footer says the container (new packs keep it: records are copied as they are);
         // reading it also pins the pack's version, which copies inside the store then require.
         let tail = self.read(pack, pack.size.saturating_sub(FOOTER_TAIL as u64)..pack.size, None)?;
@@ -241,32 +253,44 @@ impl Copier {
 
     /// Reads adjacent records through this process, checking each, and appends them.
     fn download(&mut self, pack: &PackRef, run: &[Entry]) -> Result<()> {
-        let mut i = 0;
-        while i < run.len() {
-            // Whole records, up to CHUNK bytes at a time; a larger record streams alone.
-            let mut j = i + 1;
-            while j < run.len() && run_end(&run[i..=j]) - run[i].offset <= CHUNK {
-                j += 1;
+        let start = self.current.as_ref().expect("a pack is open").len();
+        for e in run {
+            let mut check = RecordCheck::new(e);
+            let mut at = e.offset;
+            while at < e.offset + e.len {
+                // A record larger than CHUNK streams through in pieces; others come whole.
+                let next = (at + CHUNK).min(e.offset + e.len);
+                let bytes = self.record_bytes(pack, e, at..next)?;
+                check.push(&bytes).map_err(|d| corrupt(pack, e.offset, Some(&e.key), d))?;
+                let w = self.current.as_mut().expect("a pack is open");
+                w.write(&bytes).map_err(|err| crate::writer::io_error(w.name(), err))?;
+                at = next;
             }
-            let start = self.current.as_ref().expect("a pack is open").len();
-            for e in &run[i..j] {
-                let mut check = RecordCheck::new(e);
-                let mut at = e.offset;
-                while at < e.offset + e.len {
-                    let next = (at + CHUNK).min(e.offset + e.len);
-                    let bytes = self.read(pack, at..next, Some(&e.key))?;
-                    check.push(&bytes).map_err(|d| corrupt(pack, e.offset, Some(&e.key), d))?;
-                    let w = self.current.as_mut().expect("a pack is open");
-                    w.write(&bytes).map_err(|err| crate::writer::io_error(w.name(), err))?;
-                    at = next;
-                }
-                check.finish().map_err(|d| corrupt(pack, e.offset, Some(&e.key), d))?;
-                self.downloaded += e.len;
-            }
-            self.moved(&run[i..j], start);
-            i = j;
+            check.finish().map_err(|d| corrupt(pack, e.offset, Some(&e.key), d))?;
         }
+        self.moved(run, start);
         Ok(())
+    }
+
+    /// Bytes `range` of record `e`: from the window read ahead, or by reading the span that holds
+    /// it into the window. Records of a pack are asked for in offset order, so each span is read
+    /// once.
+    fn record_bytes(&mut self, pack: &PackRef, e: &Entry, range: Range<u64>) -> Result<bytes::Bytes> {
+        if let Some((start, bytes)) = &self.window
+            && range.start >= *start
+            && range.end <= start + bytes.len() as u64
+        {
+            return Ok(bytes.slice((range.start - start) as usize..(range.end - start) as usize));
+        }
+        let i = self.spans.partition_point(|s| s.end <= range.start);
+        let span = match self.spans.get(i) {
+            Some(s) if s.start <= range.start && range.end <= s.end && s.end - s.start <= CHUNK => s.clone(),
+            _ => range.clone(),
+        };
+        let bytes = self.read(pack, span.clone(), Some(&e.key))?;
+        self.downloaded += bytes.len() as u64;
+        self.window = Some((span.start, bytes));
+        self.record_bytes(pack, e, range)
     }
 
     /// Notes that `run` now starts at `start` in the current pack.
@@ -307,6 +331,20 @@ impl Copier {
         }
         Ok(())
     }
+}
+
+/// The byte ranges to read live records in (sorted by offset): neighbours less than GAP apart
+/// share a range of at most CHUNK bytes.
+fn spans(live: &[Entry]) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for e in live {
+        let end = e.offset + e.len;
+        match out.last_mut() {
+            Some(s) if e.offset - s.end < GAP && end - s.start <= CHUNK => s.end = end,
+            _ => out.push(e.offset..end),
+        }
+    }
+    out
 }
 
 fn run_end(run: &[Entry]) -> u64 {

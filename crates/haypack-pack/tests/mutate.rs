@@ -111,12 +111,16 @@ async fn a_lookup_reads_one_block_after_many_generations() {
 }
 
 #[tokio::test]
-async fn concurrent_adds_both_land() {
+async fn concurrent_adds_and_a_compaction_all_land() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    write(&src, &[("base", "0")]);
+    for i in 0..100 {
+        write(&src, &[(&format!("base/{i:03}"), &format!("base {i}"))]);
+    }
     let store: Arc<dyn Store> = Arc::new(LocalStore::new(tmp.path().join("arch")));
     pack(&src, store.clone(), PackOptions::default(), Arc::new(())).await.unwrap();
+    let doomed: Vec<String> = (0..50).map(|i| format!("base/{i:03}")).collect();
+    remove(store.clone(), &doomed, &[], false).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..4 {
         let dir = tmp.path().join(format!("w{w}"));
@@ -125,18 +129,25 @@ async fn concurrent_adds_both_land() {
             write(&dir, &[(k, v)]);
         }
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { add(&dir, store, "", PackOptions::default(), Arc::new(())).await }));
+        tasks.push(tokio::spawn(async move {
+            add(&dir, store, "", PackOptions::default(), Arc::new(())).await.map(|r| r.retries)
+        }));
     }
+    let s = store.clone();
+    tasks.push(tokio::spawn(
+        async move { compact(s, CompactOptions::default(), Arc::new(())).await.map(|r| r.retries) },
+    ));
     let mut retries = 0;
     for t in tasks {
-        retries += t.await.unwrap().unwrap().retries;
+        retries += t.await.unwrap().unwrap();
     }
+    assert!(retries > 0, "the writers raced: some commit merged on top of another");
     let all = contents(store.clone()).await;
-    assert_eq!(all.len(), 1 + 4 * 200, "no writer's records were lost");
-    assert_eq!(all["w3/0199"], "3:199");
+    assert_eq!(all.len(), 50 + 4 * 200, "no writer's records were lost");
+    assert_eq!((all["w3/0199"].as_str(), all["base/099"].as_str()), ("3:199", "base 99"));
     let m = Archive::open(store).await.unwrap().manifest().clone();
-    assert_eq!(m.generation, 5);
-    eprintln!("{retries} retries");
+    assert_eq!(m.generation, 2 + 5, "one generation per writer");
+    assert!(m.packs.iter().all(|p| p.dead_records == 0), "the compaction dropped the half-dead pack");
 }
 
 #[tokio::test]
@@ -168,11 +179,9 @@ async fn compaction_rewrites_only_packs_with_enough_garbage_and_gc_waits_for_the
         compact(store.clone(), CompactOptions { min_garbage: 0.3, pack_size: 64 << 10 }, Arc::new(())).await.unwrap();
     assert_eq!(report.compacted, std::slice::from_ref(&first), "only the pack that is half dead");
     assert_eq!(report.written.len(), 1);
-    assert_eq!(
-        (report.copied_in_store, report.downloaded),
-        (0, report.live_bytes),
-        "a local store copies nothing itself"
-    );
+    assert_eq!(report.copied_in_store, 0, "a local store copies nothing itself");
+    // Live records and the dead ones between them (a few KB apart: cheaper to read along).
+    assert!(report.downloaded >= report.live_bytes && report.downloaded < 2 * report.live_bytes, "{report:?}");
     let m = report.manifest.clone().unwrap();
     assert!(m.pack(packed.packs[0].id).is_none());
     assert!(m.retired.iter().any(|r| r.name == first));

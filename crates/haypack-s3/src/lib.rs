@@ -43,11 +43,21 @@ pub struct S3Options {
     pub part_size: usize,
     /// Parts uploaded at once per object being written.
     pub concurrency: usize,
+    /// Copy byte ranges between objects inside the store (UploadPartCopy) where a writer can;
+    /// off, such bytes are downloaded and uploaded again (for stores without UploadPartCopy).
+    pub server_side_copy: bool,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
-        S3Options { endpoint_url: None, region: None, credentials: None, part_size: 8 << 20, concurrency: 8 }
+        S3Options {
+            endpoint_url: None,
+            region: None,
+            credentials: None,
+            part_size: 8 << 20,
+            concurrency: 8,
+            server_side_copy: true,
+        }
     }
 }
 

@@ -230,7 +230,8 @@ impl ObjectWriter for S3Writer {
     /// that by the caller, and the copy itself must be that long.
     fn copy_lead(&self, len: u64) -> Option<u64> {
         let lead = if self.buf.is_empty() { 0 } else { MIN_PART_SIZE.saturating_sub(self.buf.len()) as u64 };
-        (!self.resumable && len >= lead + MIN_PART_SIZE as u64).then_some(lead)
+        let copies = self.store.inner.opts.server_side_copy && !self.resumable;
+        (copies && len >= lead + MIN_PART_SIZE as u64).then_some(lead)
     }
 
     fn copy_range(&mut self, source: &str, range: std::ops::Range<u64>, version: &str) -> Result<()> {

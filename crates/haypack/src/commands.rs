@@ -54,8 +54,14 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let S3Args { endpoint_url, part_size, concurrency } = cli.s3;
-    let s3 = S3Options { endpoint_url, part_size: part_size as usize, concurrency, ..S3Options::default() };
+    let S3Args { endpoint_url, part_size, concurrency, no_server_copy } = cli.s3;
+    let s3 = S3Options {
+        endpoint_url,
+        part_size: part_size as usize,
+        concurrency,
+        server_side_copy: !no_server_copy,
+        ..S3Options::default()
+    };
     let cache_dir = match (cli.no_cache, cli.cache_dir) {
         (true, _) => None,
         (false, Some(dir)) => Some(dir),
@@ -68,8 +74,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             add(ctx, &archive, &src, &prefix, packing.options(false)).await
         }
         Command::Rm { archive, keys, prefix, missing_ok } => rm(ctx, &archive, &keys, &prefix, missing_ok).await,
-        Command::Compact { archive, min_garbage, pack_size, gc } => {
-            compact(ctx, &archive, CompactOptions { min_garbage, pack_size }, gc).await
+        Command::Compact { archive, min_garbage, pack_size, gc, json } => {
+            compact(ctx, &archive, CompactOptions { min_garbage, pack_size }, gc, json).await
         }
         Command::Gc { archive, grace } => gc(ctx, &archive, grace).await,
         Command::Push { src, dest, force, jobs } => {
@@ -154,7 +160,13 @@ async fn rm(ctx: &Ctx, location: &str, keys: &[String], prefixes: &[String], mis
     Ok(ExitCode::SUCCESS)
 }
 
-async fn compact(ctx: &Ctx, location: &str, opts: CompactOptions, grace: Option<Duration>) -> Result<ExitCode> {
+async fn compact(
+    ctx: &Ctx,
+    location: &str,
+    opts: CompactOptions,
+    grace: Option<Duration>,
+    json: bool,
+) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&opts.min_garbage) {
         bail!("--min-garbage is a fraction between 0 and 1, not {}", opts.min_garbage);
     }
@@ -164,19 +176,35 @@ async fn compact(ctx: &Ctx, location: &str, opts: CompactOptions, grace: Option<
     let report = haypack_pack::compact(store.clone(), opts, bar.clone()).await;
     bar.finish();
     let report = report.with_context(|| format!("compacting {location}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({
+            "generation": report.manifest.as_ref().map(|m| m.generation),
+            "compacted": report.compacted,
+            "written": report.written,
+            "live_bytes": report.live_bytes,
+            "downloaded_bytes": report.downloaded,
+            "copied_in_store_bytes": report.copied_in_store,
+            "reclaimable_bytes": report.reclaimable,
+            "seconds": secs,
+        });
+        writeln!(std::io::stdout().lock(), "{v}")?;
+    }
     if !ctx.quiet {
         match &report.manifest {
             None => eprintln!("no pack has enough dead bytes to compact: {location} unchanged"),
             Some(m) => {
-                let secs = started.elapsed().as_secs_f64();
                 eprintln!(
-                    "compacted {} pack(s) into {} in {secs:.2} s: {} live bytes copied ({:.1} MiB/s), {} through this machine, {} copied inside the store; {} reclaimable by `haypack gc`; {location} is now generation {}{}",
+                    "compacted {} pack(s) into {} in {secs:.2} s: {} of live records ({:.1} MiB/s), {} read{}; {} reclaimable by `haypack gc`; {location} is now generation {}{}",
                     report.compacted.len(),
                     report.written.len(),
                     bytes(report.live_bytes),
                     report.live_bytes as f64 / secs / 1048576.0,
                     bytes(report.downloaded),
-                    bytes(report.copied_in_store),
+                    match report.copied_in_store {
+                        0 => String::new(),
+                        n => format!(", {} copied inside the store", bytes(n)),
+                    },
                     bytes(report.reclaimable),
                     m.generation,
                     retried(report.retries),

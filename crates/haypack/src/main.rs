@@ -43,6 +43,10 @@ struct S3Args {
     /// Parts uploaded at once, per object.
     #[arg(long = "s3-concurrency", global = true, default_value_t = 8)]
     concurrency: usize,
+    /// Never copy inside the store (UploadPartCopy): `compact` downloads and uploads every live
+    /// byte instead. For S3-compatible stores that lack UploadPartCopy.
+    #[arg(long = "s3-no-server-copy", global = true)]
+    no_server_copy: bool,
 }
 
 /// How files become records and packs: shared by `pack` and `add`.
@@ -130,6 +134,9 @@ enum Command {
         /// Then delete what was retired longer than this ago, like `haypack gc --grace`.
         #[arg(long, value_parser = human::parse_duration)]
         gc: Option<std::time::Duration>,
+        /// Print what was done as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete retired objects (packs replaced by `compact`, a replaced archive's objects) once the
     /// grace period has passed, and objects no generation names (left by interrupted writers)
