@@ -30,6 +30,10 @@ bench *args:
 bench-s3 *args:
     scripts/bench-s3.sh {{args}}
 
+# Measure compaction locally and on a local Garage, against download-and-reupload.
+bench-compact *args:
+    scripts/bench-compact.sh {{args}}
+
 # Load-test `haypack serve` (local archive and Garage) next to nginx with wrk.
 bench-serve *args:
     scripts/bench-serve.sh {{args}}

@@ -60,7 +60,7 @@ hp_puts=$(python3 - "$work/manifest.json" <<'PY'
 import json, math, sys
 m = json.load(open(sys.argv[1]))
 part = 8 << 20
-sizes = [p["size"] for p in m["packs"]] + [m["index"]["size"]]
+sizes = [p["size"] for p in m["packs"]] + [o["size"] for o in m["index"]["objects"]]
 print(1 + sum(1 if s <= part else 2 + math.ceil(s / part) for s in sizes))
 PY
 )

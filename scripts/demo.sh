@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # haypack's main job on the embedded default store: pack the shipped sample tree into a local
-# archive, read records back by key, check everything, and show what it did.
+# archive, read records back by key, check everything, change it, and show what it did.
 # Usage: scripts/demo.sh [ARCHIVE_DIR]   (default: a fresh temporary directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +30,10 @@ if command -v zstd >/dev/null; then
     printf '\n$ zstd -dc %s/packs/*.hpk.zst | wc -c   # a pack is a plain zstd stream\n' "$archive"
     zstd -dc "$archive"/packs/*.hpk.zst | wc -c
 fi
+
+# Changing it: delete a prefix, reclaim the space, and collect the old pack.
+run "$hp" rm "$archive" --prefix products/00/
+run "$hp" get "$archive" products/00/00007.json || true
+run "$hp" compact --min-garbage 0.05 --gc 0s "$archive"
+run "$hp" verify "$archive"
 printf '\nThe archive is in %s\n' "$archive"

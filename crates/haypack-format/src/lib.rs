@@ -42,4 +42,7 @@ pub use crate::error::{Error, Result};
 pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};
 pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
 pub use crate::header::{Codec, MAX_KEY_LEN, RecordHeader, Timestamp, check_key};
-pub use crate::manifest::{BlockRef, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef};
+pub use crate::manifest::{
+    BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
+    Retired,
+};

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, corrupt};
 
 /// The manifest format version this build writes and the newest it reads.
-pub const MANIFEST_VERSION: u64 = 1;
+pub const MANIFEST_VERSION: u64 = 2;
+/// The oldest manifest format version this build reads.
+pub const OLDEST_MANIFEST_VERSION: u64 = 1;
 /// The manifest's file name in an archive.
 pub const MANIFEST_NAME: &str = "manifest.json";
 
@@ -22,14 +24,18 @@ pub struct Manifest {
     pub generation: u64,
     /// The program that wrote this generation, for diagnosis.
     pub created_by: String,
-    /// Number of records.
+    /// Number of live records: the records the index holds.
     pub records: u64,
-    /// Total raw content bytes.
+    /// Total raw content bytes of the live records.
     pub raw_bytes: u64,
     /// The packs, by id.
     pub packs: Vec<PackRef>,
     /// The archive index.
     pub index: IndexRef,
+    /// Objects earlier generations used and this one does not: kept for readers still pinned to
+    /// those generations until `gc` deletes them after a grace period.
+    #[serde(default)]
+    pub retired: Vec<Retired>,
 }
 
 /// A pack named by the manifest.
@@ -42,33 +48,54 @@ pub struct PackRef {
     pub name: String,
     /// Size in bytes.
     pub size: u64,
-    /// Records in the pack.
+    /// Records written to the pack.
     pub records: u64,
     /// Raw content bytes of those records.
     pub raw_bytes: u64,
-    /// CRC-32C of the whole pack.
-    pub crc32c: u32,
+    /// CRC-32C of the whole pack; absent when the store assembled the pack from byte ranges of
+    /// other packs (server-side copy during compaction) and no byte of it passed through
+    /// haypack. Its records still carry their own checksums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<u32>,
+    /// Records of this pack the index no longer names: deleted or replaced.
+    #[serde(default)]
+    pub dead_records: u64,
+    /// Bytes those dead records take in the pack, which compaction would reclaim.
+    #[serde(default)]
+    pub dead_bytes: u64,
 }
 
-/// The archive index: a sequence of blocks, located by the root held here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The archive index: blocks in key order, each in one of a few index objects, located by the
+/// root held here. A new generation rewrites only the blocks its changes touch, into a new
+/// object, and keeps referring to the others where they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexRef {
-    /// Object name, relative to the archive.
-    pub name: String,
-    /// Size in bytes: the blocks end to end.
-    pub size: u64,
+    /// The objects holding the blocks.
+    pub objects: Vec<IndexObject>,
     /// The root: one reference per block, in key order.
     pub blocks: Vec<BlockRef>,
+}
+
+/// An object holding index blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexObject {
+    /// Object name, relative to the archive.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// One block of the archive index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRef {
+    /// The object holding the block: its position in [`IndexRef::objects`].
+    pub object: u32,
     /// The block's first (smallest) key.
     pub first_key: String,
-    /// Offset of the block in the index object.
+    /// Offset of the block in its object.
     pub offset: u64,
     /// Length of the compressed block.
     pub len: u64,
@@ -76,6 +103,18 @@ pub struct BlockRef {
     pub records: u64,
     /// CRC-32C of the compressed block.
     pub crc32c: u32,
+}
+
+/// An object no generation from this one on refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retired {
+    /// Object name, relative to the archive.
+    pub name: String,
+    /// The first generation that no longer refers to it.
+    pub generation: u64,
+    /// When that generation was committed, in seconds since the Unix epoch.
+    pub since: u64,
 }
 
 impl Manifest {
@@ -89,7 +128,8 @@ impl Manifest {
             records: 0,
             raw_bytes: 0,
             packs: Vec::new(),
-            index: IndexRef { name: String::new(), size: 0, blocks: Vec::new() },
+            index: IndexRef::default(),
+            retired: Vec::new(),
         }
     }
 
@@ -100,10 +140,10 @@ impl Manifest {
         out
     }
 
-    /// Parses and checks a manifest. Bytes that are not a haypack manifest and a manifest from a
-    /// newer version get their own errors.
+    /// Parses and checks a manifest of any version this build reads. Bytes that are not a
+    /// haypack manifest and a manifest from a newer version get their own errors.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::NotHaypack { what: "manifest", detail: format!("not JSON ({e})") })?;
         if value.get("format").and_then(|f| f.as_str()) != Some("haypack") {
             return Err(Error::NotHaypack { what: "manifest", detail: "no \"format\": \"haypack\" field".into() });
@@ -112,6 +152,7 @@ impl Manifest {
             Some(v) if v > MANIFEST_VERSION => {
                 return Err(Error::NewerVersion { what: "archive", found: v, supported: MANIFEST_VERSION });
             }
+            Some(1) => upgrade_v1(&mut value)?,
             Some(_) => {}
             None => return Err(corrupt("manifest", "no numeric \"version\" field")),
         }
@@ -120,43 +161,66 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Checks the manifest's internal consistency: safe names, unique ids, a contiguous, sorted
-    /// index root and totals that add up.
+    /// Checks the manifest's internal consistency: safe names, unique ids, a sorted index root
+    /// whose blocks lie inside their objects, and totals that add up.
     pub fn validate(&self) -> Result<()> {
         let mut ids = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        let mut live_records = 0u64;
         for p in &self.packs {
             check_name(&p.name, "packs/")?;
-            if !ids.insert(p.id) {
-                return Err(corrupt("manifest", format!("pack id {} appears twice", p.id)));
+            if !ids.insert(p.id) || !names.insert(p.name.as_str()) {
+                return Err(corrupt("manifest", format!("pack {} ({}) appears twice", p.id, p.name)));
+            }
+            if p.dead_records > p.records || p.dead_bytes > p.size {
+                return Err(corrupt(
+                    "manifest",
+                    format!("pack {} has more dead records or bytes than it holds", p.name),
+                ));
+            }
+            live_records = live_records.saturating_add(p.records - p.dead_records);
+        }
+        if live_records != self.records {
+            return Err(corrupt(
+                "manifest",
+                format!("packs hold {live_records} live records, manifest says {}", self.records),
+            ));
+        }
+        for o in &self.index.objects {
+            check_name(&o.name, "index/")?;
+            if !names.insert(o.name.as_str()) {
+                return Err(corrupt("manifest", format!("object {} appears twice", o.name)));
             }
         }
-        if !self.index.blocks.is_empty() {
-            check_name(&self.index.name, "index/")?;
-        }
-        let mut offset = 0;
+        let mut used = vec![false; self.index.objects.len()];
         for (i, b) in self.index.blocks.iter().enumerate() {
-            if b.offset != offset {
-                return Err(corrupt("manifest", format!("index block {i} starts at {}, expected {offset}", b.offset)));
+            let object = self.index.objects.get(b.object as usize).ok_or_else(|| {
+                corrupt("manifest", format!("index block {i} is in object {}, which is not listed", b.object))
+            })?;
+            used[b.object as usize] = true;
+            // Lengths come from the JSON: adding them must not wrap around to a valid size.
+            if b.offset.checked_add(b.len).is_none_or(|end| end > object.size) {
+                return Err(corrupt("manifest", format!("index block {i} runs past the end of {}", object.name)));
             }
             if i > 0 && self.index.blocks[i - 1].first_key >= b.first_key {
                 return Err(corrupt("manifest", format!("index block {i} is out of key order")));
             }
-            // Lengths come from the JSON: adding them must not wrap around to a valid size.
-            offset = offset
-                .checked_add(b.len)
-                .ok_or_else(|| corrupt("manifest", format!("index block {i} ends past 2^64 bytes")))?;
         }
-        if offset != self.index.size {
-            return Err(corrupt(
-                "manifest",
-                format!("index blocks add up to {offset} bytes, index is {}", self.index.size),
-            ));
+        if let Some(unused) = used.iter().position(|u| !u) {
+            let name = &self.index.objects[unused].name;
+            return Err(corrupt("manifest", format!("index object {name} holds no block of the root")));
         }
         let indexed = (self.index.blocks.iter())
             .try_fold(0u64, |n, b| n.checked_add(b.records))
             .ok_or_else(|| corrupt("manifest", "index block record counts add up past 2^64"))?;
         if indexed != self.records {
             return Err(corrupt("manifest", format!("index holds {indexed} records, manifest says {}", self.records)));
+        }
+        for r in &self.retired {
+            check_name(&r.name, if r.name.starts_with("index/") { "index/" } else { "packs/" })?;
+            if names.contains(r.name.as_str()) {
+                return Err(corrupt("manifest", format!("{} is both in use and retired", r.name)));
+            }
         }
         Ok(())
     }
@@ -172,11 +236,54 @@ impl Manifest {
         self.packs.iter().fold(0, |n, p| n.saturating_add(p.size))
     }
 
+    /// Total bytes of all index objects, including blocks later generations replaced.
+    pub fn index_bytes(&self) -> u64 {
+        self.index.objects.iter().fold(0, |n, o| n.saturating_add(o.size))
+    }
+
+    /// Bytes of the index blocks the root names: what a full scan reads.
+    pub fn live_index_bytes(&self) -> u64 {
+        self.index.blocks.iter().fold(0, |n, b| n.saturating_add(b.len))
+    }
+
+    /// Every object this generation refers to: packs, then index objects.
+    pub fn object_names(&self) -> impl Iterator<Item = &str> {
+        let packs = self.packs.iter().map(|p| p.name.as_str());
+        packs.chain(self.index.objects.iter().map(|o| o.name.as_str()))
+    }
+
     /// The index block that holds `key`, if any block could.
     pub fn block_for(&self, key: &str) -> Option<usize> {
         let after = self.index.blocks.partition_point(|b| b.first_key.as_str() <= key);
         after.checked_sub(1)
     }
+}
+
+/// Rewrites a version-1 manifest's JSON as version 2 says the same thing: v1 kept the index in
+/// one object, named by `index.name`, and had no deletions.
+fn upgrade_v1(value: &mut serde_json::Value) -> Result<()> {
+    let bad = |detail: &str| corrupt("manifest", format!("version 1 index: {detail}"));
+    let index = value.get_mut("index").and_then(|i| i.as_object_mut()).ok_or_else(|| bad("missing"))?;
+    let name = index.remove("name").ok_or_else(|| bad("no \"name\""))?;
+    let size = index.remove("size").ok_or_else(|| bad("no \"size\""))?;
+    let blocks = index.get_mut("blocks").and_then(|b| b.as_array_mut()).ok_or_else(|| bad("no \"blocks\""))?;
+    let mut end = 0u64;
+    for b in blocks.iter_mut() {
+        let b = b.as_object_mut().ok_or_else(|| bad("a block is not an object"))?;
+        // v1 blocks tiled the object from offset 0, which v2 no longer requires: check it here.
+        let (offset, len) = (b.get("offset").and_then(|v| v.as_u64()), b.get("len").and_then(|v| v.as_u64()));
+        if offset != Some(end) {
+            return Err(bad("blocks are not contiguous"));
+        }
+        end = end.checked_add(len.ok_or_else(|| bad("a block has no length"))?).ok_or_else(|| bad("too long"))?;
+        b.insert("object".into(), 0.into());
+    }
+    if Some(end) != size.as_u64() {
+        return Err(bad("block lengths do not add up to its size"));
+    }
+    let objects = if blocks.is_empty() { vec![] } else { vec![serde_json::json!({ "name": name, "size": size })] };
+    index.insert("objects".into(), objects.into());
+    Ok(())
 }
 
 /// An object name inside an archive: `dir` then one plain file name, so no name in a manifest
@@ -202,18 +309,23 @@ mod tests {
             id: 1,
             name: "packs/000001.hpk.zst".into(),
             size: 10,
-            records: 3,
+            records: 4,
             raw_bytes: 9,
-            crc32c: 1,
+            crc32c: Some(1),
+            dead_records: 1,
+            dead_bytes: 2,
         });
         m.index = IndexRef {
-            name: "index/000001.hpi".into(),
-            size: 30,
+            objects: vec![
+                IndexObject { name: "index/000001.hpi".into(), size: 30 },
+                IndexObject { name: "index/000002-ab12.hpi".into(), size: 12 },
+            ],
             blocks: vec![
-                BlockRef { first_key: "a".into(), offset: 0, len: 10, records: 2, crc32c: 0 },
-                BlockRef { first_key: "m".into(), offset: 10, len: 20, records: 1, crc32c: 0 },
+                BlockRef { object: 0, first_key: "a".into(), offset: 0, len: 10, records: 2, crc32c: 0 },
+                BlockRef { object: 1, first_key: "m".into(), offset: 2, len: 10, records: 1, crc32c: 0 },
             ],
         };
+        m.retired.push(Retired { name: "packs/000000.hpk.zst".into(), generation: 1, since: 1_700_000_000 });
         m
     }
 
@@ -225,6 +337,23 @@ mod tests {
         assert_eq!(m.block_for("a"), Some(0));
         assert_eq!(m.block_for("l"), Some(0));
         assert_eq!(m.block_for("z"), Some(1));
+        assert_eq!((m.index_bytes(), m.live_index_bytes()), (42, 20));
+    }
+
+    #[test]
+    fn version_1_manifests_read_as_version_2() {
+        let v1 = br#"{"format":"haypack","version":1,"generation":1,"created_by":"haypack 0.1.0","records":3,
+            "raw_bytes":9,"packs":[{"id":1,"name":"packs/000001.hpk.zst","size":10,"records":3,"raw_bytes":9,
+            "crc32c":1}],"index":{"name":"index/000001.hpi","size":30,"blocks":[
+            {"first_key":"a","offset":0,"len":10,"records":2,"crc32c":0},
+            {"first_key":"m","offset":10,"len":20,"records":1,"crc32c":0}]}}"#;
+        let m = Manifest::parse(v1).unwrap();
+        assert_eq!(m.version, 1);
+        assert_eq!(m.index.objects, [IndexObject { name: "index/000001.hpi".into(), size: 30 }]);
+        assert_eq!(m.index.blocks[1].object, 0);
+        assert_eq!((m.packs[0].dead_records, m.packs[0].dead_bytes), (0, 0));
+        let gap = String::from_utf8(v1.to_vec()).unwrap().replace(r#""offset":10"#, r#""offset":11"#);
+        assert!(matches!(Manifest::parse(gap.as_bytes()), Err(Error::Corrupt { .. })));
     }
 
     #[test]
@@ -232,26 +361,38 @@ mod tests {
         assert!(matches!(Manifest::parse(b"<html>"), Err(Error::NotHaypack { .. })));
         assert!(matches!(Manifest::parse(br#"{"format":"other"}"#), Err(Error::NotHaypack { .. })));
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
-        v["version"] = 2.into();
+        v["version"] = 3.into();
         let newer = serde_json::to_vec(&v).unwrap();
-        assert!(matches!(Manifest::parse(&newer), Err(Error::NewerVersion { found: 2, .. })));
+        assert!(matches!(Manifest::parse(&newer), Err(Error::NewerVersion { found: 3, .. })));
         for bad in ["packs/../../etc/passwd", "/etc/passwd", "packs/", "index/x", "packs/.hidden"] {
             let mut m = sample();
             m.packs[0].name = bad.into();
             assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })), "{bad}");
+            let mut m = sample();
+            m.retired[0].name = bad.replace("index/x", "../x");
+            assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })), "retired {bad}");
         }
-        let mut m = sample();
-        m.index.blocks[1].offset = 11;
-        assert!(Manifest::parse(&m.to_json()).is_err());
+        let mutations: [fn(&mut Manifest); 7] = [
+            |m| m.index.blocks[1].offset = 3,
+            |m| m.index.blocks[1].object = 2,
+            |m| m.index.blocks[1].first_key = "a".into(),
+            |m| m.index.blocks[1].object = 0,
+            |m| m.packs[0].dead_records = 0,
+            |m| m.retired[0].name = "packs/000001.hpk.zst".into(),
+            |m| m.index.objects[1].name = "index/000001.hpi".into(),
+        ];
+        for (i, mutate) in mutations.iter().enumerate() {
+            let mut m = sample();
+            mutate(&mut m);
+            assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })), "mutation {i}");
+        }
     }
 
     #[test]
     fn totals_that_wrap_are_corrupt() {
         // Found by review of what the `manifest` fuzz target reaches: sums overflowed.
         let mut m = sample();
-        m.index.blocks[0].len = u64::MAX;
-        m.index.blocks[1].offset = u64::MAX;
-        m.index.size = 19;
+        m.index.blocks[0].offset = u64::MAX;
         assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })));
         let mut m = sample();
         m.index.blocks[0].records = u64::MAX;

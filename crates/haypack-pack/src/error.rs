@@ -74,6 +74,38 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// Other writers kept committing first.
+    #[error("{archive}: {attempts} commits in a row lost to other writers; try again later")]
+    Contended {
+        /// The archive.
+        archive: String,
+        /// Commits tried.
+        attempts: u32,
+    },
+    /// Keys given to delete that the archive does not hold.
+    #[error("{archive} holds no record {}{}; nothing was deleted (pass --missing-ok to delete the others)", .keys.iter().take(3).map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "), if .keys.len() > 3 { format!(" and {} more", .keys.len() - 3) } else { String::new() })]
+    NoSuchKeys {
+        /// The archive.
+        archive: String,
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// An object this run wrote was gone (or replaced) before its commit.
+    #[error(
+        "{archive}: {name}, written by this run, is gone or changed; was `haypack gc` run with a grace period shorter than this run? Nothing was committed"
+    )]
+    Vanished {
+        /// The archive.
+        archive: String,
+        /// The object.
+        name: String,
+    },
+    /// A check that only a bug in haypack can fail; nothing was committed.
+    #[error("internal error, nothing was committed: {0}; please report it")]
+    Bug(String),
+    /// Reading the archive failed.
+    #[error(transparent)]
+    Read(#[from] haypack_read::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] haypack_store::Error),

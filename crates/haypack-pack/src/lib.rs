@@ -21,8 +21,13 @@
 //! # }
 //! ```
 
+mod compact;
 mod error;
+mod fault;
+mod gc;
+mod mutate;
 mod push;
+mod update;
 mod walk;
 mod writer;
 
@@ -31,16 +36,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use haypack_format::{
-    Codec, Compression, ContentEncoder, MANIFEST_NAME, Manifest, PackRef, RecordHeader, RecordMeta, encode_record,
+    Codec, Compression, ContentEncoder, Entry, IndexRef, MANIFEST_NAME, Manifest, PackRef, RecordHeader, RecordMeta,
+    encode_record,
 };
 use haypack_store::{Finished, PutMode, Store};
 use rayon::prelude::*;
 
+pub use crate::compact::{CompactOptions, CompactReport, compact};
 pub use crate::error::{Error, Result};
+pub use crate::gc::{GcReport, gc};
+pub use crate::mutate::{ChangeReport, add, remove};
 pub use crate::push::{PushOptions, PushReport, push};
 use crate::walk::{FileItem, Found};
 pub use crate::writer::INDEX_BLOCK_TARGET;
 use crate::writer::{IndexWriter, PackWriter, io_error};
+
+/// What a commit names as its writer.
+const CREATED_BY: &str = concat!("haypack ", env!("CARGO_PKG_VERSION"));
 
 /// The default target pack size: large enough that a few packs hold millions of files, small
 /// enough that compaction can rewrite one quickly.
@@ -136,13 +148,12 @@ pub async fn pack(
 
     let (src, s) = (src.to_owned(), store.clone());
     let mut packer = Packer::new(s, opts, progress, first_id, resume);
-    let written = tokio::task::spawn_blocking(move || {
-        let result = packer.run(&src, generation);
-        (packer.written, packer.kept, packer.skipped, result)
+    let (packer, result) = tokio::task::spawn_blocking(move || {
+        let result = packer.run_with_index(&src, format!("index/{generation:06}.hpi"));
+        (packer, result)
     })
     .await
     .expect("the packer does not panic");
-    let (written, kept, skipped, result) = written;
     let commit = async {
         let (packs, index) = result?;
         let manifest = Manifest {
@@ -151,8 +162,12 @@ pub async fn pack(
             raw_bytes: packs.iter().map(|p| p.raw_bytes).sum(),
             packs,
             index,
-            ..Manifest::empty(concat!("haypack ", env!("CARGO_PKG_VERSION")))
+            // A forced pack replaces the archive: what the old generation used is retired, for
+            // readers still pinned to it, until `gc`.
+            retired: previous.as_ref().map(|(m, _)| retire_all(m, generation)).unwrap_or_default(),
+            ..Manifest::empty(CREATED_BY)
         };
+        manifest.validate()?;
         let mode = match &previous {
             None => PutMode::Create,
             Some((_, version)) => PutMode::Update(version.clone()),
@@ -164,16 +179,12 @@ pub async fn pack(
         Ok(manifest) => {
             // Committed: from here on a failure is only untidiness, never a reason to undo.
             tidy_after_commit(&*store, &manifest, &leftovers).await;
-            Ok(PackReport { manifest, skipped, kept })
+            Ok(PackReport { manifest, skipped: packer.skipped, kept: packer.kept })
         }
         // Over leftovers, what is there (old and new) stays for the next run to resume.
         Err(e) if resume => Err(e),
         Err(e) => {
-            for name in written {
-                if let Err(cleanup) = store.delete(&name).await {
-                    tracing::warn!("could not remove {name} after a failed pack: {cleanup}");
-                }
-            }
+            packer.remove_written(&*store).await;
             Err(e)
         }
     }
@@ -182,8 +193,7 @@ pub async fn pack(
 /// Aborts uploads that interrupted runs left on this generation's objects, and deletes the
 /// leftovers it does not name (no reader ever saw them). Failures are logged, not returned.
 async fn tidy_after_commit(store: &dyn Store, manifest: &Manifest, leftovers: &[String]) {
-    let mut names: Vec<String> = manifest.packs.iter().map(|p| p.name.clone()).collect();
-    names.push(manifest.index.name.clone());
+    let names: Vec<String> = manifest.object_names().map(str::to_owned).collect();
     match store.abort_uploads(&names).await {
         Ok(0) => {}
         Ok(n) => tracing::info!("aborted {n} unfinished upload(s) left by an interrupted run"),
@@ -194,6 +204,13 @@ async fn tidy_after_commit(store: &dyn Store, manifest: &Manifest, leftovers: &[
             tracing::warn!("could not remove {stale}, left by an interrupted run: {e}");
         }
     }
+}
+
+/// Everything `m` uses, and everything it had retired, as retired by `generation`.
+fn retire_all(m: &Manifest, generation: u64) -> Vec<haypack_format::Retired> {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let used = m.object_names().map(|name| haypack_format::Retired { name: name.to_owned(), generation, since });
+    m.retired.iter().cloned().chain(used).collect()
 }
 
 /// What a run finds at its destination.
@@ -237,11 +254,16 @@ struct Encoded {
     bytes: Vec<u8>,
 }
 
-struct Packer {
+pub(crate) struct Packer {
     store: Arc<dyn Store>,
     opts: PackOptions,
     progress: Arc<dyn Progress>,
     next_id: u32,
+    /// Added to pack names after the id: empty for a packed tree, whose names must be the same
+    /// on every run so an interrupted one can resume; unique for a writer that may race others.
+    pub suffix: String,
+    /// Put before every key: where in the archive the tree lands.
+    pub key_prefix: String,
     packs: Vec<PackRef>,
     /// Write resumably: keep objects an interrupted run left with the same bytes.
     resume: bool,
@@ -253,17 +275,34 @@ struct Packer {
 }
 
 impl Packer {
-    fn new(store: Arc<dyn Store>, opts: PackOptions, progress: Arc<dyn Progress>, first_id: u32, resume: bool) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        opts: PackOptions,
+        progress: Arc<dyn Progress>,
+        first_id: u32,
+        resume: bool,
+    ) -> Self {
         Packer {
             store,
             opts,
             progress,
             next_id: first_id,
+            suffix: String::new(),
+            key_prefix: String::new(),
             packs: Vec::new(),
             resume,
             written: Vec::new(),
             kept: Vec::new(),
             skipped: Vec::new(),
+        }
+    }
+
+    /// Deletes the objects this run wrote, after a failure: no manifest names them.
+    async fn remove_written(&self, store: &dyn Store) {
+        for name in &self.written {
+            if let Err(cleanup) = store.delete(name).await {
+                tracing::warn!("could not remove {name} after a failed run: {cleanup}");
+            }
         }
     }
 
@@ -275,13 +314,23 @@ impl Packer {
         }
     }
 
-    fn run(&mut self, src: &Path, generation: u64) -> Result<(Vec<PackRef>, haypack_format::IndexRef)> {
-        let mut index = IndexWriter::create(&*self.store, generation, self.resume)?;
+    /// Packs the tree and writes the archive index for it, as the object `index_name`.
+    fn run_with_index(&mut self, src: &Path, index_name: String) -> Result<(Vec<PackRef>, IndexRef)> {
+        let mut index = IndexWriter::create(&*self.store, index_name, self.resume)?;
+        let packs = self.run(src, &mut |entries| index.extend(entries))?;
+        let (blocks, object) = index.finish()?;
+        let (object, finished) = object.expect("a tree with files has index blocks");
+        self.record(object.name.clone(), &finished);
+        Ok((packs, IndexRef { objects: vec![object], blocks }))
+    }
+
+    /// Packs the tree into new packs; hands each pack's index entries, in key order, to `sink`.
+    pub fn run(&mut self, src: &Path, sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<Vec<PackRef>> {
         let mut pack: Option<PackWriter> = None;
         let mut batch: Vec<FileItem> = Vec::new();
         let mut batch_bytes = 0;
         for found in walk::walk(src, self.opts.follow_symlinks) {
-            let item = match found {
+            let mut item = match found {
                 Found::File(item) => item,
                 Found::Skipped { path, reason } => {
                     self.skip(path, reason);
@@ -292,30 +341,30 @@ impl Packer {
                     continue;
                 }
             };
+            if !self.key_prefix.is_empty() {
+                item.key.insert_str(0, &self.key_prefix);
+            }
             if item.len > STREAM_THRESHOLD {
-                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                self.write_batch(&mut batch, &mut pack, sink)?;
                 batch_bytes = 0;
-                self.write_large(item, &mut pack, &mut index)?;
+                self.write_large(item, &mut pack, sink)?;
                 continue;
             }
             batch_bytes += item.len;
             batch.push(item);
             if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
-                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                self.write_batch(&mut batch, &mut pack, sink)?;
                 batch_bytes = 0;
             }
         }
-        self.write_batch(&mut batch, &mut pack, &mut index)?;
+        self.write_batch(&mut batch, &mut pack, sink)?;
         if let Some(p) = pack.take() {
-            self.finish_pack(p, &mut index)?;
+            self.finish_pack(p, sink)?;
         }
         if self.packs.is_empty() {
             return Err(Error::EmptySource { src: src.to_owned(), skipped: self.skipped.len() });
         }
-        let name = index.name().to_owned();
-        let (index, finished) = index.finish()?;
-        self.record(name, &finished);
-        Ok((std::mem::take(&mut self.packs), index))
+        Ok(std::mem::take(&mut self.packs))
     }
 
     fn skip(&mut self, path: PathBuf, reason: String) {
@@ -343,18 +392,20 @@ impl Packer {
         if pack.is_none() {
             let id = self.next_id;
             self.next_id += 1;
-            *pack = Some(PackWriter::create(&*self.store, id, self.opts.compression.container, self.resume)?);
+            let container = self.opts.compression.container;
+            *pack = Some(PackWriter::create(&*self.store, id, &self.suffix, container, self.resume)?);
         }
         Ok(pack.as_mut().expect("just created"))
     }
 
-    fn finish_pack(&mut self, pack: PackWriter, index: &mut IndexWriter) -> Result<()> {
+    fn finish_pack(&mut self, pack: PackWriter, sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
         let name = pack.name().to_owned();
         let (pack_ref, entries, finished) = pack.finish()?;
         tracing::debug!("finished {name}: {} records, {} bytes", pack_ref.records, pack_ref.size);
         self.record(name, &finished);
         self.packs.push(pack_ref);
-        index.extend(entries)
+        crate::fault::step("pack written");
+        sink(entries)
     }
 
     /// Reads and compresses a batch of small files in parallel, then appends them in order.
@@ -362,7 +413,7 @@ impl Packer {
         &mut self,
         batch: &mut Vec<FileItem>,
         pack: &mut Option<PackWriter>,
-        index: &mut IndexWriter,
+        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
     ) -> Result<()> {
         let compression = self.opts.compression;
         let encoded: Vec<Result<Encoded>> = batch.par_iter().map(|item| encode_small(item, compression)).collect();
@@ -375,7 +426,7 @@ impl Packer {
                     continue;
                 }
             };
-            self.append(&enc.header, pack, index, |p| p.write(&enc.bytes).map_err(|e| io_error(p.name(), e)))?;
+            self.append(&enc.header, pack, sink, |p| p.write(&enc.bytes).map_err(|e| io_error(p.name(), e)))?;
         }
         Ok(())
     }
@@ -386,12 +437,12 @@ impl Packer {
         &mut self,
         header: &RecordHeader,
         pack: &mut Option<PackWriter>,
-        index: &mut IndexWriter,
+        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
         write: impl FnOnce(&mut PackWriter) -> Result<()>,
     ) -> Result<()> {
         let own_pack = header.raw_len > self.opts.pack_size;
         if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
-            self.finish_pack(p, index)?;
+            self.finish_pack(p, sink)?;
         }
         let p = self.current_pack(pack)?;
         let start = p.len();
@@ -400,7 +451,7 @@ impl Packer {
         self.progress.packed(1, header.raw_len);
         if own_pack || p.len() >= self.opts.pack_size {
             let full = pack.take().expect("current pack");
-            self.finish_pack(full, index)?;
+            self.finish_pack(full, sink)?;
         }
         Ok(())
     }
@@ -408,7 +459,12 @@ impl Packer {
     /// Streams one large file: encoded into a temporary file (its header needs the encoded
     /// length and checksum, known only at the end), then copied into a pack. A file larger than
     /// the pack size gets a pack of its own.
-    fn write_large(&mut self, item: FileItem, pack: &mut Option<PackWriter>, index: &mut IndexWriter) -> Result<()> {
+    fn write_large(
+        &mut self,
+        item: FileItem,
+        pack: &mut Option<PackWriter>,
+        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
+    ) -> Result<()> {
         let (header, mut temp, suffix) = match encode_large(&item, self.opts.compression) {
             Ok(done) => done,
             Err(e) => return self.fail_or_skip(e),
@@ -416,7 +472,7 @@ impl Packer {
         let container = self.opts.compression.container;
         let prefix = container.record_prefix(&header)?;
         let path = item.path.clone();
-        self.append(&header, pack, index, move |p| {
+        self.append(&header, pack, sink, move |p| {
             p.write(&prefix).map_err(|e| io_error(p.name(), e))?;
             let temp_err = |source| Error::Temp { path: path.clone(), source };
             temp.rewind().map_err(temp_err)?;

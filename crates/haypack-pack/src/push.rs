@@ -69,9 +69,7 @@ pub async fn push(
     };
 
     let mut objects: Vec<(String, u64)> = manifest.packs.iter().map(|p| (p.name.clone(), p.size)).collect();
-    if !manifest.index.blocks.is_empty() {
-        objects.push((manifest.index.name.clone(), manifest.index.size));
-    }
+    objects.extend(manifest.index.objects.iter().map(|o| (o.name.clone(), o.size)));
     let mut report = PushReport::default();
     let mut todo = Vec::new();
     for (name, size) in objects {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use haypack_format::{BlockRef, Container, Entry, Footer, IndexRef, Meta, PackRef, RecordHeader, encode_block};
+use haypack_format::{BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, encode_block};
 use haypack_store::{Finished, ObjectWriter, Store};
 
 use crate::Result;
@@ -15,16 +15,18 @@ pub(crate) struct PackWriter {
     container: Container,
     out: Box<dyn ObjectWriter>,
     offset: u64,
-    crc32c: u32,
+    /// CRC-32C of every byte so far; `None` once the store copied bytes this process never saw.
+    crc32c: Option<u32>,
     raw_bytes: u64,
     entries: Vec<Entry>,
 }
 
 impl PackWriter {
-    pub fn create(store: &dyn Store, id: u32, container: Container, resume: bool) -> Result<Self> {
-        let name = format!("packs/{id:06}.hpk.{}", container.name());
+    /// Starts pack `id`, named `packs/{id:06}{suffix}.hpk.{zst|gz}`.
+    pub fn create(store: &dyn Store, id: u32, suffix: &str, container: Container, resume: bool) -> Result<Self> {
+        let name = format!("packs/{id:06}{suffix}.hpk.{}", container.name());
         let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
-        Ok(PackWriter { id, name, container, out, offset: 0, crc32c: 0, raw_bytes: 0, entries: Vec::new() })
+        Ok(PackWriter { id, name, container, out, offset: 0, crc32c: Some(0), raw_bytes: 0, entries: Vec::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -36,15 +38,46 @@ impl PackWriter {
         self.offset
     }
 
+    pub fn container(&self) -> Container {
+        self.container
+    }
+
+    /// Bytes left before the pack reaches `pack_size`.
+    pub fn room(&self, pack_size: u64) -> u64 {
+        pack_size.saturating_sub(self.offset)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.out.write_all(bytes)?;
-        self.crc32c = crc32c::crc32c_append(self.crc32c, bytes);
+        self.crc32c = self.crc32c.map(|crc| crc32c::crc32c_append(crc, bytes));
         self.offset += bytes.len() as u64;
         Ok(())
+    }
+
+    /// See [`ObjectWriter::copy_lead`].
+    pub fn copy_lead(&self, len: u64) -> Option<u64> {
+        self.out.copy_lead(len)
+    }
+
+    /// Appends `range` of the pack `source` by a copy inside the store.
+    pub fn copy_range(&mut self, source: &str, range: std::ops::Range<u64>, version: &str) -> Result<()> {
+        self.out.copy_range(source, range.clone(), version)?;
+        self.crc32c = None;
+        self.offset += range.end - range.start;
+        Ok(())
+    }
+
+    /// Records that a record copied from another pack, which `e` describes there, now starts
+    /// at `start` in this one; returns its entry here.
+    pub fn add_copied(&mut self, e: &Entry, start: u64) -> Entry {
+        self.raw_bytes += e.raw_len;
+        let here = Entry { pack: self.id, offset: start, ..e.clone() };
+        self.entries.push(Entry { pack: 0, ..here.clone() });
+        here
     }
 
     /// Records that the record whose header is `h` spans `start..self.len()`.
@@ -65,6 +98,8 @@ impl PackWriter {
     /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry,
     /// its records' index entries (tagged with the pack id) and how the object got there.
     pub fn finish(mut self) -> Result<(PackRef, Vec<Entry>, Finished)> {
+        // Records copied by compaction arrive in their old packs' order; the index is by key.
+        self.entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let payload = encode_block(&self.entries)?;
         let framed = self.container.meta(Meta::Index, &payload);
         let footer = Footer {
@@ -77,7 +112,14 @@ impl PackWriter {
         self.write(&framed).map_err(|e| io_error(&self.name, e))?;
         self.write(&footer.encode()).map_err(|e| io_error(&self.name, e))?;
         let finished = self.out.finish()?;
-        debug_assert_eq!(finished.meta().size, self.offset);
+        if finished.meta().size != self.offset {
+            return Err(crate::Error::Bug(format!(
+                "{} is {} bytes in the store, {} were written",
+                self.name,
+                finished.meta().size,
+                self.offset
+            )));
+        }
         let pack = PackRef {
             id: self.id,
             name: self.name,
@@ -85,6 +127,8 @@ impl PackWriter {
             records: self.entries.len() as u64,
             raw_bytes: self.raw_bytes,
             crc32c: self.crc32c,
+            dead_records: 0,
+            dead_bytes: 0,
         };
         for e in &mut self.entries {
             e.pack = self.id;
@@ -101,8 +145,16 @@ pub(crate) fn io_error(name: &str, source: std::io::Error) -> crate::Error {
 /// trade between root size (one reference per block) and bytes read per cold lookup.
 pub const INDEX_BLOCK_TARGET: usize = 256 * 1024;
 
-/// Writes the archive index: takes entries in key order, cuts them into blocks, and returns
-/// the root for the manifest.
+/// About what an entry adds to a block before compression: how blocks are measured.
+pub(crate) fn weight(e: &Entry) -> usize {
+    e.key.len() + 24
+}
+
+/// An index object's blocks, and the object itself unless it held none.
+pub(crate) type WrittenIndex = (Vec<BlockRef>, Option<(IndexObject, Finished)>);
+
+/// Writes one index object: takes entries in key order and cuts them into blocks. The blocks'
+/// references say `object: 0`; whoever places the object in a manifest's list renumbers them.
 pub(crate) struct IndexWriter {
     name: String,
     out: Box<dyn ObjectWriter>,
@@ -113,35 +165,43 @@ pub(crate) struct IndexWriter {
 }
 
 impl IndexWriter {
-    pub fn create(store: &dyn Store, generation: u64, resume: bool) -> Result<Self> {
-        let name = format!("index/{generation:06}.hpi");
+    pub fn create(store: &dyn Store, name: String, resume: bool) -> Result<Self> {
         let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
         Ok(IndexWriter { name, out, offset: 0, pending: Vec::new(), pending_bytes: 0, blocks: Vec::new() })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Blocks written so far.
+    pub fn blocks(&self) -> &[BlockRef] {
+        &self.blocks
     }
 
     /// Adds entries whose keys are greater than every key added before.
-    pub fn extend(&mut self, entries: Vec<Entry>) -> Result<()> {
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) -> Result<()> {
         for e in entries {
-            self.pending_bytes += e.key.len() + 24;
-            self.pending.push(e);
-            if self.pending_bytes >= INDEX_BLOCK_TARGET {
-                self.flush()?;
-            }
+            self.push(e)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// Adds an entry whose key is greater than every key added before.
+    pub fn push(&mut self, e: Entry) -> Result<()> {
+        self.pending_bytes += weight(&e);
+        self.pending.push(e);
+        if self.pending_bytes >= INDEX_BLOCK_TARGET {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current block early, so that a block written elsewhere can follow it.
+    pub fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let block = encode_block(&self.pending)?;
         self.out.write_all(&block).map_err(|e| io_error(&self.name, e))?;
         self.blocks.push(BlockRef {
+            object: 0,
             first_key: self.pending[0].key.clone(),
             offset: self.offset,
             len: block.len() as u64,
@@ -154,9 +214,14 @@ impl IndexWriter {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<(IndexRef, Finished)> {
+    /// Makes the object visible, if it holds any block: an index object holding none is never
+    /// written. Returns its blocks and, when written, its size and how it got there.
+    pub fn finish(mut self) -> Result<WrittenIndex> {
         self.flush()?;
+        if self.blocks.is_empty() {
+            return Ok((self.blocks, None));
+        }
         let finished = self.out.finish()?;
-        Ok((IndexRef { name: self.name, size: self.offset, blocks: self.blocks }, finished))
+        Ok((self.blocks, Some((IndexObject { name: self.name, size: self.offset }, finished))))
     }
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod batch;
+mod check;
 mod error;
 mod extract;
 mod page;
@@ -37,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use haypack_format::{ContentDecoder, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
 use haypack_store::Store;
 
+pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
 pub use crate::extract::{ExtractReport, safe_path};
 pub use crate::page::Page;
@@ -81,13 +83,37 @@ impl Archive {
     /// process to open it starts warm. Blocks are immutable and checked against the CRC in the
     /// manifest's root, so a cached copy is used only if it is exactly the block named there.
     pub async fn open_with_cache(store: Arc<dyn Store>, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
-        let archive = store.describe();
         let bytes = match store.get(MANIFEST_NAME).await {
             Ok(b) => b,
-            Err(haypack_store::Error::NotFound { .. }) => return Err(Error::NoArchive { archive }),
+            Err(haypack_store::Error::NotFound { .. }) => return Err(Error::NoArchive { archive: store.describe() }),
             Err(e) => return Err(e.into()),
         };
-        let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { archive, source })?;
+        Self::with_manifest(store, &bytes, cache_dir)
+    }
+
+    /// Opens the archive for a writer: also returns the version of the manifest read, which
+    /// the writer's commit must still find there (compare-and-swap).
+    pub async fn open_for_update(store: Arc<dyn Store>) -> Result<(Self, String)> {
+        loop {
+            let meta = match store.head(MANIFEST_NAME).await {
+                Ok(m) => m,
+                Err(haypack_store::Error::NotFound { .. }) => {
+                    return Err(Error::NoArchive { archive: store.describe() });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // Read exactly the version the head saw; a commit in between means: look again.
+            match store.get_range_pinned(MANIFEST_NAME, 0..meta.size, Some(&meta.version)).await {
+                Ok((bytes, _)) => return Ok((Self::with_manifest(store, &bytes, None)?, meta.version)),
+                Err(haypack_store::Error::Conflict { .. } | haypack_store::Error::OutOfRange { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn with_manifest(store: Arc<dyn Store>, bytes: &[u8], cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
+        let manifest =
+            Manifest::parse(bytes).map_err(|source| Error::Manifest { archive: store.describe(), source })?;
         let packs = manifest.packs.iter().map(|p| (p.id, p.clone())).collect();
         Ok(Archive {
             store,
@@ -113,14 +139,10 @@ impl Archive {
         self.store.describe()
     }
 
-    /// Reads a range of an object, pinned to the version of it this reader saw first: an object
-    /// replaced under a live reader is an error, never bytes of another generation.
-    pub(crate) async fn read_range(
-        &self,
-        name: &str,
-        range: std::ops::Range<u64>,
-        key: Option<&str>,
-    ) -> Result<bytes::Bytes> {
+    /// Reads a range of one of the archive's objects, pinned to the version of it this reader
+    /// saw first: an object replaced under a live reader is an error, never bytes of another
+    /// generation. `key` names the record being read, for the error.
+    pub async fn read_range(&self, name: &str, range: std::ops::Range<u64>, key: Option<&str>) -> Result<bytes::Bytes> {
         let pinned = self.versions.lock().expect("versions lock").get(name).cloned();
         let read = self.store.get_range_pinned(name, range, pinned.as_deref()).await;
         match read {
@@ -139,13 +161,16 @@ impl Archive {
         }
     }
 
-    /// The decoded index block `i`, from the cache or the store.
-    async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
+    /// The decoded index block `i` of the root, from the cache or the store. Blocks are what
+    /// writers merge changes into; most callers want [`Archive::stat`] or [`Archive::scan`].
+    pub async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
         if let Some(b) = self.blocks.lock().expect("cache lock").map.get(&i) {
             return Ok(b.clone());
         }
         let r = &self.manifest.index.blocks[i];
-        let name = &self.manifest.index.name;
+        // The manifest was validated: every block's object is listed.
+        let object = &self.manifest.index.objects[r.object as usize];
+        let name = &object.name;
         let corrupt = |detail: String| Error::Corrupt { object: name.clone(), offset: r.offset, key: None, detail };
         // A cached block is named by its checksum and length: a file under that name with
         // those contents is the block, whichever archive put it there.
@@ -155,10 +180,9 @@ impl Archive {
             Some(b) => bytes::Bytes::from(b),
             None => {
                 let b = self.read_range(name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
-                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => corrupt(format!(
-                        "index is {size} bytes, the manifest says {}: truncated",
-                        self.manifest.index.size
-                    )),
+                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
+                        corrupt(format!("index object is {size} bytes, the manifest says {}: truncated", object.size))
+                    }
                     e => e,
                 })?;
                 if let Some(path) = &cached
@@ -253,11 +277,16 @@ impl Archive {
 
     fn pack_of(&self, entry: &Entry) -> Result<&PackRef> {
         self.packs.get(&entry.pack).ok_or_else(|| Error::Corrupt {
-            object: self.manifest.index.name.clone(),
+            object: "the archive index".into(),
             offset: 0,
             key: Some(entry.key.clone()),
             detail: format!("the index names pack {}, which the manifest does not list", entry.pack),
         })
+    }
+
+    /// The version of `name` this reader is pinned to, once it has read from it.
+    pub fn pinned_version(&self, name: &str) -> Option<String> {
+        self.versions.lock().expect("versions lock").get(name).cloned()
     }
 
     /// Reads, decodes and verifies one record into `out`.

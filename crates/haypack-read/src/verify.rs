@@ -3,11 +3,9 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use haypack_format::{
-    ContentDecoder, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, RecordFrame, decode_block,
-};
+use haypack_format::{Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, decode_block};
 
-use crate::{Archive, CHUNK, Result, check_header, decode_whole};
+use crate::{Archive, CHUNK, RecordCheck, Result, decode_whole};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,21 +20,12 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// An order-independent digest of a set of index entries, to prove that the archive index and
-/// a pack's own index describe the same records without holding either whole.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Digest {
-    count: u64,
-    sum: u64,
-}
-
-impl Digest {
-    fn add(&mut self, e: &Entry) {
-        let mut h = DefaultHasher::new();
-        (&e.key, e.offset, e.len, e.raw_len, e.mtime, e.mode, &e.content_type).hash(&mut h);
-        self.count += 1;
-        self.sum = self.sum.wrapping_add(h.finish());
-    }
+/// A record as both indexes describe it, hashed: the archive index's live entries of a pack
+/// must be among the pack's own, and the rest are the pack's dead records.
+fn fingerprint(e: &Entry) -> u64 {
+    let mut h = DefaultHasher::new();
+    (&e.key, e.offset, e.len, e.raw_len, e.mtime, e.mode, &e.content_type).hash(&mut h);
+    h.finish()
 }
 
 impl Archive {
@@ -46,27 +35,34 @@ impl Archive {
     /// Problems are collected, not returned as errors; an `Err` means the store itself failed.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let indexed = self.verify_index(&mut report).await?;
+        let mut live = self.verify_index(&mut report).await?;
         for pack in &self.manifest.packs {
             report.packs += 1;
-            let want = indexed.get(&pack.id).copied().unwrap_or_default();
+            let mut live = live.remove(&pack.id).unwrap_or_default();
             match self.verify_pack(pack, &mut report).await {
-                Ok(found) if found != want => report.problems.push(format!(
-                    "{}: its own index lists {} records that the archive index does not match ({} there)",
-                    pack.name, found.count, want.count
-                )),
-                Ok(_) => {}
+                Ok(own) => check_liveness(pack, &mut live, &own, &mut report.problems),
                 Err(problem) => report.problems.push(format!("{}: {problem}", pack.name)),
             }
         }
         Ok(report)
     }
 
-    /// Checks every archive index block; returns each pack's digest as the index sees it.
-    async fn verify_index(&self, report: &mut VerifyReport) -> Result<HashMap<u32, Digest>> {
-        let mut digests: HashMap<u32, Digest> = HashMap::new();
+    /// Checks every index object's size and every archive index block; returns the
+    /// fingerprints of each pack's live records as the index sees them.
+    async fn verify_index(&self, report: &mut VerifyReport) -> Result<HashMap<u32, Vec<u64>>> {
+        for o in &self.manifest.index.objects {
+            match self.store.head(&o.name).await {
+                Ok(meta) if meta.size != o.size => report.problems.push(format!(
+                    "{}: index object is {} bytes, the manifest says {}: truncated or replaced",
+                    o.name, meta.size, o.size
+                )),
+                Ok(_) => {}
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+        let mut live: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut last: Option<String> = None;
-        for i in 0..self.manifest.index.blocks.len() {
+        for (i, r) in self.manifest.index.blocks.iter().enumerate() {
             let block = match self.block(i).await {
                 Ok(b) => b,
                 Err(crate::Error::Store(e)) => return Err(e.into()),
@@ -75,11 +71,12 @@ impl Archive {
                     continue;
                 }
             };
-            report.bytes += self.manifest.index.blocks[i].len;
+            report.bytes += r.len;
             if let (Some(prev), Some(first)) = (&last, block.first())
                 && *prev >= first.key
             {
-                report.problems.push(format!("{}: block {i} is out of key order", self.manifest.index.name));
+                let object = &self.manifest.index.objects[r.object as usize].name;
+                report.problems.push(format!("{object}: block {i} overlaps the keys of the block before it"));
             }
             last = block.last().map(|e| e.key.clone());
             for e in block.iter() {
@@ -88,14 +85,15 @@ impl Archive {
                         .problems
                         .push(format!("index entry {:?} names pack {}, which is not in the manifest", e.key, e.pack));
                 }
-                digests.entry(e.pack).or_default().add(&Entry { pack: 0, ..e.clone() });
+                live.entry(e.pack).or_default().push(fingerprint(e));
             }
         }
-        Ok(digests)
+        Ok(live)
     }
 
-    /// Reads one pack end to end. Returns the digest of its own index, or the first problem.
-    async fn verify_pack(&self, pack: &PackRef, report: &mut VerifyReport) -> Result<Digest, String> {
+    /// Reads one pack end to end. Returns its own index's records (fingerprint and length), or
+    /// the first problem.
+    async fn verify_pack(&self, pack: &PackRef, report: &mut VerifyReport) -> Result<HashMap<u64, u64>, String> {
         let store = &self.store;
         let meta = store.head(&pack.name).await.map_err(|e| e.to_string())?;
         if meta.size != pack.size {
@@ -121,8 +119,7 @@ impl Archive {
         // that is corrupt, and must not be allocated.
         let bound = (footer.records as usize).saturating_mul(MAX_KEY_LEN + 64).min(1 << 30);
         let mut entries = decode_block(&payload, bound).map_err(at)?;
-        let mut digest = Digest::default();
-        entries.iter().for_each(|e| digest.add(e));
+        let own = entries.iter().map(|e| (fingerprint(e), e.len)).collect();
         if entries.len() as u64 != footer.records {
             return Err(format!("pack index lists {} records, footer says {}", entries.len(), footer.records));
         }
@@ -168,43 +165,53 @@ impl Archive {
         crc = crc32c::crc32c_append(crc, &framed);
         let footer_bytes = &tail[tail.len() - (pack.size - footer.index_offset - footer.index_len) as usize..];
         crc = crc32c::crc32c_append(crc, footer_bytes);
-        if crc != pack.crc32c {
-            return Err(format!("pack checksum {crc:#010x}, the manifest says {:#010x}", pack.crc32c));
+        if let Some(expected) = pack.crc32c
+            && crc != expected
+        {
+            return Err(format!("pack checksum {crc:#010x}, the manifest says {expected:#010x}"));
         }
         report.bytes += pack.size;
-        Ok(digest)
+        Ok(own)
     }
 
-    /// Streams one large record through its decoder; returns the running pack checksum.
+    /// Streams one large record through its check; returns the running pack checksum.
     async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, String> {
         let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
         let end = e.offset + e.len;
-        let mut decoder: Option<ContentDecoder<std::io::Sink>> = None;
+        let mut check = RecordCheck::new(e);
         let mut pos = e.offset;
         while pos < end {
             let next = (pos + CHUNK).min(end);
             let chunk = self.store.get_range(&pack.name, pos..next).await.map_err(|e| e.to_string())?;
             crc = crc32c::crc32c_append(crc, &chunk);
-            let body = match &mut decoder {
-                Some(d) => {
-                    d.push(&chunk).map_err(|x| at(x.to_string()))?;
-                    None
-                }
-                None => {
-                    let frame = RecordFrame::parse(&chunk).map_err(|x| at(x.to_string()))?;
-                    check_header(&frame, e).map_err(at)?;
-                    let prefix = frame.prefix_len as usize;
-                    let mut d = ContentDecoder::new(frame, std::io::sink()).map_err(|x| at(x.to_string()))?;
-                    d.push(&chunk[prefix..]).map_err(|x| at(x.to_string()))?;
-                    Some(d)
-                }
-            };
-            if body.is_some() {
-                decoder = body;
-            }
+            check.push(&chunk).map_err(at)?;
             pos = next;
         }
-        decoder.ok_or_else(|| at("empty".into()))?.finish().map_err(|x| at(x.to_string()))?;
+        check.finish().map_err(at)?;
         Ok(crc)
+    }
+}
+
+/// The archive index's records of a pack must all be in the pack's own index, and the others
+/// must be exactly the dead records the manifest counts.
+fn check_liveness(pack: &PackRef, live: &mut [u64], own: &HashMap<u64, u64>, problems: &mut Vec<String>) {
+    live.sort_unstable();
+    let mut live_bytes = 0;
+    for (i, f) in live.iter().enumerate() {
+        match own.get(f) {
+            Some(len) if i == 0 || live[i - 1] != *f => live_bytes += len,
+            _ => {
+                problems.push(format!("{}: the archive index names a record its own index does not hold", pack.name));
+                return;
+            }
+        }
+    }
+    let own_bytes: u64 = own.values().sum();
+    let (dead_records, dead_bytes) = (own.len() as u64 - live.len() as u64, own_bytes - live_bytes);
+    if (dead_records, dead_bytes) != (pack.dead_records, pack.dead_bytes) {
+        problems.push(format!(
+            "{}: {dead_records} records ({dead_bytes} bytes) are no longer indexed, the manifest counts {} ({} bytes)",
+            pack.name, pack.dead_records, pack.dead_bytes
+        ));
     }
 }

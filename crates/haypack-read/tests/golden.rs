@@ -1,4 +1,5 @@
-//! Archives written by format v1, kept in testdata/golden: every later haypack must read them.
+//! Archives written by every format version, kept in testdata/golden: every later haypack must
+//! read them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,4 +52,25 @@ async fn v1_gzip_archive_reads_forever() {
 #[tokio::test]
 async fn v1_stored_archive_reads_forever() {
     check("v1-stored").await;
+}
+
+/// Version 2: `v1-zstd`'s tree packed, then `add` of `dir/added.txt` and a new `hello.txt`, then
+/// `rm a-b`: two packs, dead records, a rewritten index and retired objects.
+#[tokio::test]
+async fn v2_archive_with_changes_reads_forever() {
+    let store = Arc::new(LocalStore::new(golden().join("v2-zstd-changed")));
+    let archive = Archive::open(store).await.expect("golden archive opens");
+    let m = archive.manifest();
+    assert_eq!((m.version, m.generation, m.records, m.packs.len(), m.retired.len()), (2, 3, 7, 2, 2));
+    assert_eq!((m.packs[0].dead_records, m.packs[0].dead_bytes), (2, 112));
+    let keys: Vec<String> = archive.list("").await.expect("list").into_iter().map(|e| e.key).collect();
+    let want = ["a.b", "dir/added.txt", "dir/café ☕.md", "dir/noise.bin", "dir/sub/lines.txt", "empty", "hello.txt"];
+    assert_eq!(keys, want);
+    assert_eq!(archive.get("hello.txt").await.expect("get"), b"hello, again!\n");
+    assert_eq!(archive.get("dir/added.txt").await.expect("get"), b"added in generation 2\n");
+    let lines = std::fs::read(golden().join("src/dir/sub/lines.txt")).expect("golden source file");
+    assert_eq!(archive.get("dir/sub/lines.txt").await.expect("get"), lines);
+    assert!(matches!(archive.get("a-b").await, Err(haypack_read::Error::NotFound { .. })));
+    let report = archive.verify().await.expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }

@@ -272,7 +272,7 @@ async fn a_corrupt_index_block_is_corrupt_without_a_key() {
     let tree = sample();
     let (_tmp, arch) = pack_tree(&tree, PackOptions::default()).await;
     let archive = open(&arch).await.expect("open");
-    let index = archive.manifest().index.name.clone();
+    let index = archive.manifest().index.objects[0].name.clone();
     let path = arch.join(&index);
     let mut bytes = fs::read(&path).expect("read index");
     let mid = bytes.len() / 2;
@@ -322,11 +322,11 @@ async fn a_manifest_from_a_newer_version_says_so() {
     let (_tmp, arch) = pack_tree(&sample(), PackOptions::default()).await;
     let path = arch.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
-    m["version"] = 2.into();
+    m["version"] = 3.into();
     m["a_field_from_the_future"] = true.into();
     fs::write(&path, serde_json::to_vec(&m).expect("json")).expect("write");
     match open(&arch).await {
-        Err(Error::Manifest { source: haypack_format::Error::NewerVersion { found: 2, supported: 1, .. }, .. }) => {}
+        Err(Error::Manifest { source: haypack_format::Error::NewerVersion { found: 3, supported: 2, .. }, .. }) => {}
         other => panic!("expected Manifest(NewerVersion), got {other:?}"),
     }
 }

@@ -43,11 +43,21 @@ pub struct S3Options {
     pub part_size: usize,
     /// Parts uploaded at once per object being written.
     pub concurrency: usize,
+    /// Copy byte ranges between objects inside the store (UploadPartCopy) where a writer can;
+    /// off, such bytes are downloaded and uploaded again (for stores without UploadPartCopy).
+    pub server_side_copy: bool,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
-        S3Options { endpoint_url: None, region: None, credentials: None, part_size: 8 << 20, concurrency: 8 }
+        S3Options {
+            endpoint_url: None,
+            region: None,
+            credentials: None,
+            part_size: 8 << 20,
+            concurrency: 8,
+            server_side_copy: true,
+        }
     }
 }
 
@@ -360,6 +370,7 @@ impl Store for S3Store {
             name: name.to_owned(),
             size: resp.content_length().unwrap_or(0).max(0) as u64,
             version: resp.e_tag().unwrap_or_default().to_owned(),
+            modified: resp.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         })
     }
 
@@ -377,7 +388,8 @@ impl Store for S3Store {
             PutMode::Update(version) => req.if_match(version),
         };
         let resp = req.body(ByteStream::from(data)).send().await.map_err(|e| self.remote("writing", name, e))?;
-        Ok(ObjectMeta { name: name.to_owned(), size, version: resp.e_tag().unwrap_or_default().to_owned() })
+        let version = resp.e_tag().unwrap_or_default().to_owned();
+        Ok(ObjectMeta { name: name.to_owned(), size, version, modified: Some(std::time::SystemTime::now()) })
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
@@ -406,6 +418,7 @@ impl Store for S3Store {
                     name: key.strip_prefix(&i.prefix).unwrap_or(key).to_owned(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     version: o.e_tag().unwrap_or_default().to_owned(),
+                    modified: o.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                 });
             }
         }

@@ -66,6 +66,7 @@ impl TestServer {
             credentials: Some((self.key_id.clone(), self.secret.clone())),
             part_size,
             concurrency: 4,
+            server_side_copy: true,
         }
     }
 

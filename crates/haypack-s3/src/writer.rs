@@ -12,7 +12,10 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{S3Store, content_md5};
+use crate::{MIN_PART_SIZE, S3Store, content_md5};
+
+/// The largest part UploadPartCopy takes.
+const MAX_COPY_PART: u64 = 5 << 30;
 
 /// What a resumable writer found under its name.
 enum Existing {
@@ -110,14 +113,9 @@ impl S3Writer {
         self.store.inner.opts.part_size
     }
 
-    /// Starts uploading the buffered bytes as the next part, waiting for a free slot.
-    fn send_part(&mut self) -> Result<()> {
-        self.look()?;
-        if let Existing::Present { part_md5s, .. } = &mut self.existing {
-            part_md5s.push(md5::Md5::digest(&self.buf).into());
-            self.buf.clear();
-            return Ok(());
-        }
+    /// Starts the multipart upload if it is not yet, and fails now if a part already failed;
+    /// then waits for a free slot and numbers the next part.
+    fn next_part(&mut self) -> Result<(tokio::sync::OwnedSemaphorePermit, i32, String)> {
         let i = self.store.inner.clone();
         if self.upload_id.is_none() {
             let req = i.client.create_multipart_upload().bucket(&i.bucket).key(&self.key).send();
@@ -132,12 +130,23 @@ impl S3Writer {
             self.parts.insert(pos, self.handle.spawn(async move { Ok(part) }));
         }
         let permit = self.handle.block_on(self.slots.clone().acquire_owned()).expect("the semaphore is never closed");
-        let fresh = Vec::with_capacity(self.part_size());
-        let data = std::mem::replace(&mut self.buf, fresh);
         let number = self.next_part;
         self.next_part += 1;
+        Ok((permit, number, self.upload_id.clone().unwrap_or_default()))
+    }
+
+    /// Starts uploading the buffered bytes as the next part, waiting for a free slot.
+    fn send_part(&mut self) -> Result<()> {
+        self.look()?;
+        if let Existing::Present { part_md5s, .. } = &mut self.existing {
+            part_md5s.push(md5::Md5::digest(&self.buf).into());
+            self.buf.clear();
+            return Ok(());
+        }
+        let (permit, number, upload_id) = self.next_part()?;
+        let fresh = Vec::with_capacity(self.part_size());
+        let data = std::mem::replace(&mut self.buf, fresh);
         let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
-        let upload_id = self.upload_id.clone().unwrap_or_default();
         self.parts.push(self.handle.spawn(async move {
             let _permit = permit;
             let i = &store.inner;
@@ -191,7 +200,8 @@ impl S3Writer {
             self.handle.block_on(req).map_err(|e| self.store.remote("completing the upload of", &self.name, e))?;
         self.upload_id = None;
         let version = resp.e_tag().unwrap_or_default().to_owned();
-        Ok(Finished::Written(ObjectMeta { name: self.name.clone(), size: self.size, version }))
+        let modified = Some(std::time::SystemTime::now());
+        Ok(Finished::Written(ObjectMeta { name: self.name.clone(), size: self.size, version, modified }))
     }
 }
 
@@ -215,6 +225,54 @@ impl ObjectWriter for S3Writer {
     fn finish(mut self: Box<Self>) -> Result<Finished> {
         self.complete()
     }
+
+    /// Every part but the last must be at least 5 MiB: bytes already buffered are topped up to
+    /// that by the caller, and the copy itself must be that long.
+    fn copy_lead(&self, len: u64) -> Option<u64> {
+        let lead = if self.buf.is_empty() { 0 } else { MIN_PART_SIZE.saturating_sub(self.buf.len()) as u64 };
+        let copies = self.store.inner.opts.server_side_copy && !self.resumable;
+        (copies && len >= lead + MIN_PART_SIZE as u64).then_some(lead)
+    }
+
+    fn copy_range(&mut self, source: &str, range: std::ops::Range<u64>, version: &str) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.send_part()?;
+        }
+        let source_key = self.store.key(source)?;
+        let copy_source = format!("{}/{}", self.store.inner.bucket, url_path(&source_key));
+        // A copied part may be up to 5 GiB: cut longer ranges into even parts.
+        let len = range.end - range.start;
+        let count = len.div_ceil(MAX_COPY_PART);
+        let mut at = range.start;
+        for n in 0..count {
+            let end = if n + 1 == count { range.end } else { at + len / count };
+            let (permit, number, upload_id) = self.next_part()?;
+            let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
+            let (copy_source, version) = (copy_source.clone(), version.to_owned());
+            self.parts.push(self.handle.spawn(async move {
+                let _permit = permit;
+                let i = &store.inner;
+                let resp = i
+                    .client
+                    .upload_part_copy()
+                    .bucket(&i.bucket)
+                    .key(&key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .copy_source(copy_source)
+                    .copy_source_range(format!("bytes={at}-{}", end - 1))
+                    .copy_source_if_match(version)
+                    .send()
+                    .await
+                    .map_err(|e| store.remote("copying a part of", &name, e))?;
+                let etag = resp.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+                Ok(CompletedPart::builder().set_e_tag(etag).part_number(number).build())
+            }));
+            at = end;
+        }
+        self.size += len;
+        Ok(())
+    }
 }
 
 impl Drop for S3Writer {
@@ -235,4 +293,14 @@ impl Drop for S3Writer {
             });
         }
     }
+}
+
+/// A key as the path part of `x-amz-copy-source`: percent-encoded, slashes kept.
+fn url_path(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

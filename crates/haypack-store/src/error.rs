@@ -44,6 +44,12 @@ pub enum Error {
         /// What is wrong with it.
         detail: &'static str,
     },
+    /// An operation this store does not offer was asked of it: a bug in the caller.
+    #[error("this store cannot {what}")]
+    Unsupported {
+        /// The operation.
+        what: &'static str,
+    },
     /// A remote store refused or failed a request (after its retries).
     #[error("{store}: {op} {name}: {detail}")]
     Remote {

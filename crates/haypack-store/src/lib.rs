@@ -52,6 +52,8 @@ pub struct ObjectMeta {
     pub size: u64,
     /// An opaque version that changes whenever the object is replaced.
     pub version: String,
+    /// When it was last written, where the store says (listings and heads do).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// How a streaming write ended.
@@ -78,6 +80,23 @@ impl Finished {
 pub trait ObjectWriter: std::io::Write + Send {
     /// Makes the object visible under its name (replacing any older one).
     fn finish(self: Box<Self>) -> Result<Finished>;
+
+    /// Whether the next `len` bytes can be appended by a copy inside the store, so they never
+    /// pass through this process; if so, how many of them the caller must write itself first
+    /// (a store may need that many to round off what it has buffered). `None`: the store will
+    /// not copy that much here, and the caller writes it all.
+    fn copy_lead(&self, len: u64) -> Option<u64> {
+        let _ = len;
+        None
+    }
+
+    /// Appends `range` of the object `source`, which must still be at `version`, by a copy
+    /// inside the store. Call it only for a length [`ObjectWriter::copy_lead`] accepted, after
+    /// writing the lead it asked for.
+    fn copy_range(&mut self, source: &str, range: Range<u64>, version: &str) -> Result<()> {
+        let _ = (source, range, version);
+        Err(Error::Unsupported { what: "copy ranges between objects" })
+    }
 }
 
 /// A place that keeps named objects: the only thing haypack needs from storage.

@@ -121,7 +121,7 @@ impl LocalStore {
 fn object_meta(name: &str, m: &fs::Metadata) -> ObjectMeta {
     // Inode, size and modification time: a rename-into-place always changes the inode.
     let version = format!("{:x}-{:x}-{:x}.{:x}", m.ino(), m.size(), m.mtime(), m.mtime_nsec());
-    ObjectMeta { name: name.to_owned(), size: m.size(), version }
+    ObjectMeta { name: name.to_owned(), size: m.size(), version, modified: m.modified().ok() }
 }
 
 fn sync_dir(path: &Path) -> Result<()> {

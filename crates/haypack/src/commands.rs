@@ -4,18 +4,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry};
-use haypack_pack::{PackOptions, PushOptions};
+use haypack_pack::{CompactOptions, PackOptions, PushOptions};
 use haypack_read::Archive;
 use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
 use crate::human::bytes;
 use crate::progress::Bar;
-use crate::{Cli, CodecArg, Command, S3Args};
+use crate::{Cli, CodecArg, Command, PackingArgs, S3Args};
 
 /// What every subcommand may need: how loud to be and how to reach S3.
 pub struct Ctx {
@@ -54,8 +54,14 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let S3Args { endpoint_url, part_size, concurrency } = cli.s3;
-    let s3 = S3Options { endpoint_url, part_size: part_size as usize, concurrency, ..S3Options::default() };
+    let S3Args { endpoint_url, part_size, concurrency, no_server_copy } = cli.s3;
+    let s3 = S3Options {
+        endpoint_url,
+        part_size: part_size as usize,
+        concurrency,
+        server_side_copy: !no_server_copy,
+        ..S3Options::default()
+    };
     let cache_dir = match (cli.no_cache, cli.cache_dir) {
         (true, _) => None,
         (false, Some(dir)) => Some(dir),
@@ -63,23 +69,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let ctx = &Ctx { quiet: cli.quiet, s3, cache_dir };
     match cli.command {
-        Command::Pack { src, dest, codec, level, pack_size, skip_unreadable, follow_symlinks, force } => {
-            let compression = match codec {
-                CodecArg::Zstd => Compression {
-                    container: Container::Zstd,
-                    level: level.unwrap_or(DEFAULT_ZSTD_LEVEL),
-                    compress: true,
-                },
-                CodecArg::Gzip => Compression {
-                    container: Container::Gzip,
-                    level: level.unwrap_or(DEFAULT_GZIP_LEVEL as i32),
-                    compress: true,
-                },
-                CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
-            };
-            let opts = PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force };
-            pack(ctx, &src, &dest, opts).await
+        Command::Pack { src, dest, packing, force } => pack(ctx, &src, &dest, packing.options(force)).await,
+        Command::Add { archive, src, prefix, packing } => {
+            add(ctx, &archive, &src, &prefix, packing.options(false)).await
         }
+        Command::Rm { archive, keys, prefix, missing_ok } => rm(ctx, &archive, &keys, &prefix, missing_ok).await,
+        Command::Compact { archive, min_garbage, pack_size, gc, json } => {
+            compact(ctx, &archive, CompactOptions { min_garbage, pack_size }, gc, json).await
+        }
+        Command::Gc { archive, grace } => gc(ctx, &archive, grace).await,
         Command::Push { src, dest, force, jobs } => {
             push(ctx, &src, &dest, PushOptions { force, objects_in_flight: jobs }).await
         }
@@ -100,6 +98,158 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             serve(ctx, &archive, options).await
         }
+    }
+}
+
+impl PackingArgs {
+    fn options(self, force: bool) -> PackOptions {
+        let PackingArgs { codec, level, pack_size, skip_unreadable, follow_symlinks } = self;
+        let compression = match codec {
+            CodecArg::Zstd => {
+                Compression { container: Container::Zstd, level: level.unwrap_or(DEFAULT_ZSTD_LEVEL), compress: true }
+            }
+            CodecArg::Gzip => Compression {
+                container: Container::Gzip,
+                level: level.unwrap_or(DEFAULT_GZIP_LEVEL as i32),
+                compress: true,
+            },
+            CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
+        };
+        PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force }
+    }
+}
+
+async fn add(ctx: &Ctx, location: &str, src: &Path, prefix: &str, opts: PackOptions) -> Result<ExitCode> {
+    let store = ctx.store(location).await?;
+    if !location.starts_with("s3://") {
+        refuse_dest_inside_src(src, Path::new(location))?;
+    }
+    // A prefix names a directory in the archive: `photos` and `photos/` both mean `photos/...`.
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
+    let bar = Arc::new(Bar::new(ctx.quiet, "adding", "files"));
+    count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
+    let started = Instant::now();
+    let report = haypack_pack::add(src, store, &prefix, opts, bar.clone()).await;
+    bar.finish();
+    let report = report.with_context(|| format!("adding {} to {location}", src.display()))?;
+    if !ctx.quiet {
+        let m = report.manifest.as_ref().expect("an add commits");
+        eprintln!(
+            "added {} new and {} replaced record(s) in {:.2} s; {location} is now generation {} ({} records){}",
+            report.added,
+            report.removed,
+            started.elapsed().as_secs_f64(),
+            m.generation,
+            m.records,
+            retried(report.retries),
+        );
+        print_skipped(&report.skipped);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rm(ctx: &Ctx, location: &str, keys: &[String], prefixes: &[String], missing_ok: bool) -> Result<ExitCode> {
+    if keys.is_empty() && prefixes.is_empty() {
+        bail!("name the keys to delete, or pass --prefix");
+    }
+    let store = ctx.store(location).await?;
+    let report = haypack_pack::remove(store, keys, prefixes, missing_ok)
+        .await
+        .with_context(|| format!("deleting from {location}"))?;
+    if !ctx.quiet {
+        match &report.manifest {
+            None => eprintln!("no record matched: nothing deleted, {location} unchanged"),
+            Some(m) => eprintln!(
+                "deleted {} record(s); {location} is now generation {} ({} records); run `haypack compact` to reclaim space{}",
+                report.removed,
+                m.generation,
+                m.records,
+                retried(report.retries),
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn compact(
+    ctx: &Ctx,
+    location: &str,
+    opts: CompactOptions,
+    grace: Option<Duration>,
+    json: bool,
+) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&opts.min_garbage) {
+        bail!("--min-garbage is a fraction between 0 and 1, not {}", opts.min_garbage);
+    }
+    let store = ctx.store(location).await?;
+    let bar = Arc::new(Bar::new(ctx.quiet, "compacting", "records"));
+    let started = Instant::now();
+    let report = haypack_pack::compact(store.clone(), opts, bar.clone()).await;
+    bar.finish();
+    let report = report.with_context(|| format!("compacting {location}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({
+            "generation": report.manifest.as_ref().map(|m| m.generation),
+            "compacted": report.compacted,
+            "written": report.written,
+            "live_bytes": report.live_bytes,
+            "downloaded_bytes": report.downloaded,
+            "copied_in_store_bytes": report.copied_in_store,
+            "reclaimable_bytes": report.reclaimable,
+            "seconds": secs,
+        });
+        writeln!(std::io::stdout().lock(), "{v}")?;
+    }
+    if !ctx.quiet {
+        match &report.manifest {
+            None => eprintln!("no pack has enough dead bytes to compact: {location} unchanged"),
+            Some(m) => {
+                eprintln!(
+                    "compacted {} pack(s) into {} in {secs:.2} s: {} of live records ({:.1} MiB/s), {} read{}; {} reclaimable by `haypack gc`; {location} is now generation {}{}",
+                    report.compacted.len(),
+                    report.written.len(),
+                    bytes(report.live_bytes),
+                    report.live_bytes as f64 / secs / 1048576.0,
+                    bytes(report.downloaded),
+                    match report.copied_in_store {
+                        0 => String::new(),
+                        n => format!(", {} copied inside the store", bytes(n)),
+                    },
+                    bytes(report.reclaimable),
+                    m.generation,
+                    retried(report.retries),
+                );
+            }
+        }
+    }
+    match grace {
+        Some(grace) => gc(ctx, location, grace).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn gc(ctx: &Ctx, location: &str, grace: Duration) -> Result<ExitCode> {
+    let store = ctx.store(location).await?;
+    let report = haypack_pack::gc(store, grace).await.with_context(|| format!("collecting garbage in {location}"))?;
+    if !ctx.quiet {
+        eprintln!(
+            "deleted {} object(s), {}{}",
+            report.deleted.len(),
+            bytes(report.bytes),
+            match report.waiting {
+                0 => String::new(),
+                n => format!("; {n} retired object(s) wait out the grace period"),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retried(retries: u32) -> String {
+    match retries {
+        0 => String::new(),
+        n => format!(" (merged on top of {n} concurrent commit(s))"),
     }
 }
 
@@ -132,8 +282,8 @@ async fn pack(ctx: &Ctx, src: &Path, dest: &str, opts: PackOptions) -> Result<Ex
         );
         eprintln!(
             "index: {} ({:.1} bytes per record); archive: {dest} (generation {})",
-            bytes(m.index.size),
-            m.index.size as f64 / m.records.max(1) as f64,
+            bytes(m.index_bytes()),
+            m.index_bytes() as f64 / m.records.max(1) as f64,
             m.generation
         );
         if !report.kept.is_empty() {
@@ -361,11 +511,26 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
     let archive = ctx.open(location).await?;
     let m = archive.manifest();
     let stored = m.pack_bytes();
+    let dead: u64 = m.packs.iter().map(|p| p.dead_bytes).sum();
+    let index = m.index_bytes();
     let per_record = |n: u64| n as f64 / m.records.max(1) as f64;
+    let garbage = |dead: u64, size: u64| dead as f64 / size.max(1) as f64;
     // `writeln!`, not `println!`: a closed pipe (`haypack info A | head -1`) is an error that
     // `main` ends quietly, where `println!` would panic.
     let mut out = std::io::stdout().lock();
     if json {
+        let packs: Vec<_> = (m.packs.iter())
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "bytes": p.size,
+                    "records": p.records,
+                    "live_records": p.records - p.dead_records,
+                    "dead_bytes": p.dead_bytes,
+                    "garbage": garbage(p.dead_bytes, p.size),
+                })
+            })
+            .collect();
         let v = serde_json::json!({
             "archive": location,
             "generation": m.generation,
@@ -373,12 +538,17 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
             "packs": m.packs.len(),
             "raw_bytes": m.raw_bytes,
             "stored_bytes": stored,
+            "dead_bytes": dead,
             "ratio": m.raw_bytes as f64 / stored.max(1) as f64,
-            "index_bytes": m.index.size,
+            "index_bytes": index,
+            "index_live_bytes": m.live_index_bytes(),
+            "index_objects": m.index.objects.len(),
             "index_blocks": m.index.blocks.len(),
-            "index_bytes_per_record": per_record(m.index.size),
+            "index_bytes_per_record": per_record(m.live_index_bytes()),
             "manifest_bytes": m.to_json().len(),
+            "retired_objects": m.retired.len(),
             "created_by": m.created_by,
+            "pack_list": packs,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -389,22 +559,39 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
     writeln!(out, "raw bytes    {} ({})", m.raw_bytes, bytes(m.raw_bytes))?;
     writeln!(
         out,
-        "stored bytes {} ({}, {:.2}x, {:.1} bytes per record)",
+        "stored bytes {} ({}, {:.2}x, {:.1} bytes per record); dead: {} ({:.1}%)",
         stored,
         bytes(stored),
         m.raw_bytes as f64 / stored.max(1) as f64,
-        per_record(stored)
+        per_record(stored),
+        bytes(dead),
+        100.0 * garbage(dead, stored),
     )?;
     writeln!(
         out,
-        "index        {} in {} blocks ({:.2} bytes per record); root in manifest: {}",
-        bytes(m.index.size),
+        "index        {} in {} blocks in {} object(s) ({:.2} bytes per record, {} superseded); root in manifest: {}",
+        bytes(m.live_index_bytes()),
         m.index.blocks.len(),
-        per_record(m.index.size),
+        m.index.objects.len(),
+        per_record(m.live_index_bytes()),
+        bytes(index - m.live_index_bytes()),
         bytes(m.to_json().len() as u64)
     )?;
+    if !m.retired.is_empty() {
+        writeln!(out, "retired      {} object(s), kept for older readers until `haypack gc`", m.retired.len())?;
+    }
     for p in &m.packs {
-        writeln!(out, "  {}  {} records  {}  raw {}", p.name, p.records, bytes(p.size), bytes(p.raw_bytes))?;
+        writeln!(
+            out,
+            "  {}  {}  {} of {} records live  raw {}  dead {} ({:.1}%)",
+            p.name,
+            bytes(p.size),
+            p.records - p.dead_records,
+            p.records,
+            bytes(p.raw_bytes),
+            bytes(p.dead_bytes),
+            100.0 * garbage(p.dead_bytes, p.size),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }
 
+/// Parses `90s`, `30m`, `1h`, `2d` (or a bare number of seconds) into a duration.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30m or 1h"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(scale).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
 /// `1.5 MiB`, `12 B`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -43,6 +43,30 @@ struct S3Args {
     /// Parts uploaded at once, per object.
     #[arg(long = "s3-concurrency", global = true, default_value_t = 8)]
     concurrency: usize,
+    /// Never copy inside the store (UploadPartCopy): `compact` downloads and uploads every live
+    /// byte instead. For S3-compatible stores that lack UploadPartCopy.
+    #[arg(long = "s3-no-server-copy", global = true)]
+    no_server_copy: bool,
+}
+
+/// How files become records and packs: shared by `pack` and `add`.
+#[derive(Debug, clap::Args)]
+struct PackingArgs {
+    /// Compression for every record; a record that does not shrink is stored.
+    #[arg(long, value_enum, default_value = "zstd")]
+    codec: CodecArg,
+    /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).
+    #[arg(long)]
+    level: Option<i32>,
+    /// Target pack size, e.g. 256M or 1G; a file larger than this gets a pack of its own.
+    #[arg(long, default_value = "256M", value_parser = human::parse_size)]
+    pack_size: u64,
+    /// Skip files that cannot be read or named (and report them) instead of failing.
+    #[arg(long)]
+    skip_unreadable: bool,
+    /// Pack the targets of symbolic links; by default links are skipped and reported.
+    #[arg(long)]
+    follow_symlinks: bool,
 }
 
 /// How records are compressed.
@@ -64,24 +88,66 @@ enum Command {
         src: PathBuf,
         /// The archive to create: a directory, or s3://bucket/prefix (packs stream straight up).
         dest: String,
-        /// Compression for every record; a record that does not shrink is stored.
-        #[arg(long, value_enum, default_value = "zstd")]
-        codec: CodecArg,
-        /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).
-        #[arg(long)]
-        level: Option<i32>,
-        /// Target pack size, e.g. 256M or 1G; a file larger than this gets a pack of its own.
-        #[arg(long, default_value = "256M", value_parser = human::parse_size)]
-        pack_size: u64,
-        /// Skip files that cannot be read or named (and report them) instead of failing.
-        #[arg(long)]
-        skip_unreadable: bool,
-        /// Pack the targets of symbolic links; by default links are skipped and reported.
-        #[arg(long)]
-        follow_symlinks: bool,
+        #[command(flatten)]
+        packing: PackingArgs,
         /// Replace an archive already at DEST, as its next generation.
         #[arg(long)]
         force: bool,
+    },
+    /// Add the files under SRC to an existing archive, as new packs; a key the archive already
+    /// holds gets the new content (the old record is dead until `compact`).
+    Add {
+        /// The archive.
+        archive: String,
+        /// The directory to add. Keys are PREFIX followed by paths relative to it.
+        src: PathBuf,
+        /// Put the files under this key prefix (a directory: `photos` means `photos/...`).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        packing: PackingArgs,
+    },
+    /// Delete records, from the next generation on; their bytes stay in the packs until `compact`.
+    Rm {
+        /// The archive.
+        archive: String,
+        /// Keys to delete.
+        keys: Vec<String>,
+        /// Delete every key starting with this too (may be repeated).
+        #[arg(long)]
+        prefix: Vec<String>,
+        /// Do not fail on a key the archive does not hold.
+        #[arg(long)]
+        missing_ok: bool,
+    },
+    /// Rewrite the packs whose dead fraction reached a threshold, without their dead records, and
+    /// the index into one object. The old packs are retired, not deleted: see `gc`.
+    Compact {
+        /// The archive.
+        archive: String,
+        /// Rewrite a pack once this fraction of its bytes is dead (deleted or replaced records).
+        #[arg(long, default_value_t = 0.3)]
+        min_garbage: f64,
+        /// Target size of the new packs.
+        #[arg(long, default_value = "256M", value_parser = human::parse_size)]
+        pack_size: u64,
+        /// Then delete what was retired longer than this ago, like `haypack gc --grace`.
+        #[arg(long, value_parser = human::parse_duration)]
+        gc: Option<std::time::Duration>,
+        /// Print what was done as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete retired objects (packs replaced by `compact`, a replaced archive's objects) once the
+    /// grace period has passed, and objects no generation names (left by interrupted writers)
+    /// older than it. Readers that opened a generation less than GRACE ago keep working.
+    Gc {
+        /// The archive.
+        archive: String,
+        /// How long an object stays after it was retired, e.g. 30m, 1h, 2d. It must outlast the
+        /// longest reader and the longest-running writer.
+        #[arg(long, default_value = "1h", value_parser = human::parse_duration)]
+        grace: std::time::Duration,
     },
     /// Copy an archive to another store, e.g. a local archive to s3://bucket/prefix. Interrupted,
     /// it resumes: objects already there are not sent again; the manifest goes last.

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
 use haypack_format::{
-    BlockRef, Compression, Container, Entry, Footer, IndexRef, Manifest, Meta, PackRef, RecordFrame, RecordMeta,
-    Timestamp, encode_block, encode_record,
+    BlockRef, Compression, Container, Entry, Footer, IndexObject, IndexRef, Manifest, Meta, PackRef, RecordFrame,
+    RecordMeta, Timestamp, encode_block, encode_record,
 };
 use predicates::prelude::*;
 use tempfile::TempDir;
@@ -1078,10 +1078,10 @@ fn an_archive_from_a_newer_version_says_so() {
     let arch = tmp.path().join("arch");
     pack_ok(&src, &arch, &["-q"]);
     let mut m = manifest_json(&arch);
-    m["version"] = 2.into();
+    m["version"] = 3.into();
     m["some_new_field"] = "from the future".into();
     fs::write(arch.join("manifest.json"), serde_json::to_vec_pretty(&m).expect("json")).expect("write");
-    let msg = "archive has format version 2, but this haypack reads versions up to 1; upgrade haypack";
+    let msg = "archive has format version 3, but this haypack reads versions up to 2; upgrade haypack";
     for cmd in [&["get", "a.txt"][..], &["ls"], &["info"], &["verify"]] {
         haypack()
             .arg(cmd[0])
@@ -1148,12 +1148,14 @@ fn craft_archive(dir: &Path, records: Records<'_>) {
             size: pack.len() as u64,
             records: entries.len() as u64,
             raw_bytes,
-            crc32c: crc32c::crc32c(&pack),
+            crc32c: Some(crc32c::crc32c(&pack)),
+            dead_records: 0,
+            dead_bytes: 0,
         }],
         index: IndexRef {
-            name: "index/000001.hpi".into(),
-            size: block.len() as u64,
+            objects: vec![IndexObject { name: "index/000001.hpi".into(), size: block.len() as u64 }],
             blocks: vec![BlockRef {
+                object: 0,
                 first_key: entries[0].key.clone(),
                 offset: 0,
                 len: block.len() as u64,
@@ -1214,4 +1216,93 @@ fn keys_that_would_escape_the_directory_are_not_extracted() {
         assert!(files_under(&box_dir).is_empty(), "{name}: {:?}", files_under(&box_dir));
     }
     assert!(!tmp.path().join("evil").exists() && !Path::new("/tmp-evil").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changing an archive
+
+#[test]
+fn add_rm_compact_and_gc_from_the_command_line() {
+    let (tmp, src) = setup(&sample_tree());
+    let arch = tmp.path().join("arch");
+    pack_ok(&src, &arch, &["-q"]);
+    let more = tmp.path().join("more");
+    let mut extra = Tree::new();
+    extra.insert("a.txt".into(), spec(b"replaced".to_vec(), 0o644, 1_700_000_000, 0));
+    extra.insert("new/one.txt".into(), spec(b"one".to_vec(), 0o644, 1_700_000_000, 0));
+    write_tree(&more, &extra);
+
+    haypack()
+        .arg("add")
+        .arg(&arch)
+        .arg(&more)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("added 1 new and 1 replaced record(s)"))
+        .stderr(predicate::str::contains("is now generation 2 (11 records)"));
+    haypack().args(["add", "--prefix", "sub"]).arg(&arch).arg(&more).assert().success();
+    assert_eq!(stdout_of(haypack().arg("get").arg(&arch).arg("a.txt")), b"replaced");
+    assert_eq!(stdout_of(haypack().arg("get").arg(&arch).arg("sub/new/one.txt")), b"one");
+
+    haypack()
+        .arg("rm")
+        .arg(&arch)
+        .args(["README.md", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("holds no record \"nope\"; nothing was deleted"));
+    haypack()
+        .arg("rm")
+        .arg(&arch)
+        .args(["README.md", "--prefix", "sub/"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("deleted 3 record(s)"))
+        .stderr(predicate::str::contains("run `haypack compact` to reclaim space"));
+    haypack()
+        .arg("get")
+        .arg(&arch)
+        .arg("README.md")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no record \"README.md\""));
+    let keys: Vec<String> = ls_json(&arch).iter().map(|e| e["key"].as_str().expect("key").to_owned()).collect();
+    assert!(!keys.iter().any(|k| k == "README.md" || k.starts_with("sub/")), "{keys:?}");
+    assert_eq!(keys.len(), 10);
+
+    let info = info_json(&arch);
+    assert_eq!(info["generation"].as_u64(), Some(4));
+    // README.md, the replaced a.txt (compressed) and the two records under sub/.
+    assert!(info["dead_bytes"].as_u64().expect("dead") > 300, "{info}");
+    let text = String::from_utf8(stdout_of(haypack().arg("info").arg(&arch))).expect("UTF-8");
+    assert!(text.contains("packs/000001.hpk.zst") && text.contains("8 of 10 records live"), "{text}");
+
+    haypack()
+        .args(["compact", "--min-garbage", "0.005"])
+        .arg(&arch)
+        .assert()
+        .success()
+        // The first pack and the one whose records were all deleted; the other has no garbage.
+        .stderr(predicate::str::contains("compacted 2 pack(s) into 1"))
+        .stderr(predicate::str::contains("reclaimable by `haypack gc`"));
+    haypack().arg("verify").arg(&arch).assert().success();
+    assert_eq!(info_json(&arch)["dead_bytes"].as_u64(), Some(0));
+    assert!(fs::metadata(arch.join("packs/000001.hpk.zst")).is_ok(), "retired, not yet deleted");
+    haypack()
+        .args(["gc", "--grace", "0s"])
+        .arg(&arch)
+        .assert()
+        .success()
+        // Two packs and the four index objects generations 1 to 4 used.
+        .stderr(predicate::str::contains("deleted 6 object(s)"));
+    assert!(fs::metadata(arch.join("packs/000001.hpk.zst")).is_err());
+    assert_eq!(pack_files(&arch).len(), 2);
+    haypack().arg("verify").arg(&arch).assert().success();
+    assert_eq!(stdout_of(haypack().arg("get").arg(&arch).arg("a/b/noise.bin")), noise(40_000, 4));
+    haypack()
+        .args(["gc", "--grace", "soon"])
+        .arg(&arch)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a duration"));
 }

@@ -1,0 +1,118 @@
+//! `add` and `rm`: new records in new packs, and deletions, committed as a new generation.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use haypack_format::{Entry, Manifest};
+use haypack_read::Archive;
+use haypack_store::Store;
+
+use crate::update::{Change, Update, commit, unique_token};
+use crate::{Error, PackOptions, Packer, Progress, Result, Skipped};
+
+/// What an `add` or `rm` did.
+#[derive(Debug, Clone)]
+pub struct ChangeReport {
+    /// The manifest it committed; `None` when there was nothing to change.
+    pub manifest: Option<Manifest>,
+    /// Records added under keys the archive did not hold.
+    pub added: u64,
+    /// Records that replaced (`add`) or were deleted (`rm`).
+    pub removed: u64,
+    /// Source entries passed over.
+    pub skipped: Vec<Skipped>,
+    /// Commits by other writers this one merged on top of.
+    pub retries: u32,
+}
+
+/// Packs the tree at `src` into new packs of the archive in `store`, under `prefix` (a key
+/// prefix: `photos/` puts `src/a.jpg` at `photos/a.jpg`), and commits them as the next
+/// generation. A key the archive already holds gets the new record; the old one becomes dead
+/// bytes for `compact` to reclaim.
+pub async fn add(
+    src: &Path,
+    store: Arc<dyn Store>,
+    prefix: &str,
+    opts: PackOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ChangeReport> {
+    let (archive, version) = Archive::open_for_update(store.clone()).await?;
+    let token = unique_token();
+    let first_id = archive.manifest().packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+    let mut packer = Packer::new(store.clone(), opts, progress, first_id, false);
+    packer.suffix = format!("-{token}");
+    packer.key_prefix = prefix.to_owned();
+    let src = src.to_owned();
+    let (packer, packed) = tokio::task::spawn_blocking(move || {
+        let mut entries: Vec<Entry> = Vec::new();
+        let packs = packer.run(&src, &mut |e| {
+            entries.extend(e);
+            Ok(())
+        });
+        (packer, packs.map(|p| (p, entries)))
+    })
+    .await
+    .expect("the packer does not panic");
+    let committed = async {
+        let (new_packs, entries) = packed?;
+        let update = Update { changes: entries.into_iter().map(Change::Put).collect(), new_packs, ..Update::default() };
+        commit(&store, &update, Some((Arc::new(archive), version)), &token).await
+    };
+    match committed.await {
+        Ok(c) => Ok(ChangeReport {
+            added: c.tally.added - c.tally.removed,
+            removed: c.tally.removed,
+            manifest: Some(c.manifest),
+            skipped: packer.skipped,
+            retries: c.retries,
+        }),
+        Err(e) => {
+            packer.remove_written(&*store).await;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes `keys` and every key under each of `prefixes` from the archive in `store`, as the
+/// next generation. A key in `keys` the archive does not hold is an error (and nothing is
+/// deleted) unless `missing_ok`. The records' bytes stay in their packs until `compact`.
+pub async fn remove(
+    store: Arc<dyn Store>,
+    keys: &[String],
+    prefixes: &[String],
+    missing_ok: bool,
+) -> Result<ChangeReport> {
+    let (archive, version) = Archive::open_for_update(store.clone()).await?;
+    let mut doomed: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    for key in keys {
+        match archive.stat(key).await {
+            Ok(_) => doomed.push(key.clone()),
+            Err(haypack_read::Error::NotFound { .. }) => missing.push(key.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !missing.is_empty() && !missing_ok {
+        return Err(Error::NoSuchKeys { archive: store.describe(), keys: missing });
+    }
+    for prefix in prefixes {
+        archive
+            .scan(prefix, |e| {
+                doomed.push(e.key.clone());
+                true
+            })
+            .await?;
+    }
+    doomed.sort_unstable();
+    doomed.dedup();
+    let mut report = ChangeReport { manifest: None, added: 0, removed: 0, skipped: Vec::new(), retries: 0 };
+    if doomed.is_empty() {
+        return Ok(report);
+    }
+    let update = Update { changes: doomed.into_iter().map(Change::Delete).collect(), ..Update::default() };
+    let c = commit(&store, &update, Some((Arc::new(archive), version)), &unique_token()).await?;
+    report.manifest = Some(c.manifest);
+    report.removed = c.tally.removed;
+    report.retries = c.retries;
+    Ok(report)
+}

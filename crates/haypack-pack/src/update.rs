@@ -1,0 +1,483 @@
+//! Changing an archive that is already there: a set of index changes merged into the index of
+//! the current generation, committed as the next one with compare-and-swap, and merged again on
+//! top of whatever another writer committed first.
+//!
+//! The index is copy-on-write at block granularity. A change lands in the block whose key range
+//! holds its key; only such blocks are read, merged and written again (into one new index
+//! object), and the root keeps pointing at every other block where it already is. So a lookup
+//! reads one block however many generations came before, and a small change writes a small
+//! object.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use haypack_format::{BlockRef, Entry, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef, Retired};
+use haypack_read::Archive;
+use haypack_store::{PutMode, Store};
+
+use crate::writer::{INDEX_BLOCK_TARGET, IndexWriter, weight};
+use crate::{CREATED_BY, Error, Result, fault};
+
+/// Commits lost to other writers before giving up.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One change to the index, for one key.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Add the record, replacing any under its key.
+    Put(Entry),
+    /// Remove the record under this key, if there is one.
+    Delete(String),
+    /// The record was copied to `to`: point its key there, but only while the index still
+    /// points at `from` (pack id, offset). A key written again meanwhile keeps its newer record.
+    Move {
+        /// The copy.
+        to: Entry,
+        /// Where the index pointed when the copy was made.
+        from: (u32, u64),
+    },
+}
+
+impl Change {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Change::Put(e) | Change::Move { to: e, .. } => &e.key,
+            Change::Delete(key) => key,
+        }
+    }
+}
+
+/// What a merge did to the records.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tally {
+    /// Per pack id: records (and their bytes) the index stopped naming.
+    pub dead: HashMap<u32, (u64, u64)>,
+    /// Records added, and removed.
+    pub added: u64,
+    pub removed: u64,
+    /// Raw bytes added, and removed.
+    pub raw_added: u64,
+    pub raw_removed: u64,
+    /// Deletes that found no record.
+    pub missing: u64,
+}
+
+impl Tally {
+    fn kill(&mut self, e: &Entry) {
+        self.removed += 1;
+        self.raw_removed += e.raw_len;
+        self.bury(e);
+    }
+
+    fn bury(&mut self, e: &Entry) {
+        let dead = self.dead.entry(e.pack).or_default();
+        dead.0 += 1;
+        dead.1 += e.len;
+    }
+
+    fn add(&mut self, e: &Entry) {
+        self.added += 1;
+        self.raw_added += e.raw_len;
+    }
+}
+
+/// A change to commit: index changes and the packs they point into.
+#[derive(Debug, Default)]
+pub(crate) struct Update {
+    /// Sorted by key, at most one per key.
+    pub changes: Vec<Change>,
+    /// Packs this writer wrote. Their ids, and the ids in `changes` that name them, are
+    /// renumbered to follow the packs of whatever generation the commit lands on.
+    pub new_packs: Vec<PackRef>,
+    /// Packs this change empties and drops from the manifest (compaction's sources).
+    pub drop_packs: Vec<String>,
+    /// Write every block again, into one object, even those no change touches.
+    pub rewrite_index: bool,
+}
+
+/// A commit that landed.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub manifest: Manifest,
+    pub tally: Tally,
+    /// Commits by other writers this one had to merge on top of.
+    pub retries: u32,
+}
+
+/// Commits `update` as the next generation of the archive in `store`, starting from `base` (an
+/// archive opened for update) if given. When another writer commits first, the update is merged
+/// again on top of that generation: nothing either of them wrote is lost.
+pub(crate) async fn commit(
+    store: &Arc<dyn Store>,
+    update: &Update,
+    mut base: Option<(Arc<Archive>, String)>,
+    token: &str,
+) -> Result<Committed> {
+    // A `gc` with a grace period shorter than this run could have taken them for leftovers.
+    for p in &update.new_packs {
+        match store.head(&p.name).await {
+            Ok(meta) if meta.size == p.size => {}
+            Ok(_) | Err(haypack_store::Error::NotFound { .. }) => {
+                return Err(Error::Vanished { archive: store.describe(), name: p.name.clone() });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for retries in 0..MAX_ATTEMPTS {
+        let (archive, version) = match base.take() {
+            Some(b) => b,
+            None => {
+                let (archive, version) = Archive::open_for_update(store.clone()).await?;
+                (Arc::new(archive), version)
+            }
+        };
+        let generation = archive.manifest().generation + 1;
+        let first_id = archive.manifest().packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+        let ids: HashMap<u32, u32> =
+            (update.new_packs.iter().enumerate()).map(|(i, p)| (p.id, first_id + i as u32)).collect();
+        let index_name = format!("index/{generation:06}-{token}.hpi");
+        let (root, retired_objects, tally) = merge_index(store, &archive, update, &ids, index_name.clone()).await?;
+        let manifest = next_manifest(archive.manifest(), update, &ids, root, retired_objects, &tally)?;
+        fault::step("index written");
+        match store.put(MANIFEST_NAME, manifest.to_json().into(), PutMode::Update(version)).await {
+            Ok(_) => {
+                fault::step("committed");
+                return Ok(Committed { manifest, tally, retries });
+            }
+            Err(e) => {
+                if let Err(cleanup) = store.delete(&index_name).await {
+                    tracing::warn!("could not remove {index_name} after a lost commit: {cleanup}");
+                }
+                match e {
+                    haypack_store::Error::Conflict { .. } => {
+                        tracing::info!("another writer committed generation {generation} first; merging on top of it")
+                    }
+                    e => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Err(Error::Contended { archive: store.describe(), attempts: MAX_ATTEMPTS })
+}
+
+/// Merges the update into the archive's index, on a blocking thread (index objects are written
+/// by blocking writers). Returns the new root, the index objects it no longer uses, and the tally.
+async fn merge_index(
+    store: &Arc<dyn Store>,
+    archive: &Arc<Archive>,
+    update: &Update,
+    ids: &HashMap<u32, u32>,
+    index_name: String,
+) -> Result<(IndexRef, Vec<String>, Tally)> {
+    let (store, archive, handle) = (store.clone(), archive.clone(), tokio::runtime::Handle::current());
+    // The changes are cloned once per attempt: a commit that loses merges them again.
+    let (changes, rewrite_all, ids) = (update.changes.clone(), update.rewrite_index, ids.clone());
+    tokio::task::spawn_blocking(move || {
+        let renumber = |mut e: Entry| {
+            if let Some(id) = ids.get(&e.pack) {
+                e.pack = *id;
+            }
+            e
+        };
+        let out = IndexWriter::create(&*store, index_name, false)?;
+        let mut merger = Merger::new(out);
+        let old = &archive.manifest().index;
+        let mut next = 0;
+        for i in 0..old.blocks.len() {
+            let end = old.blocks.get(i + 1).map(|b| b.first_key.as_str());
+            let from = next;
+            while next < changes.len() && end.is_none_or(|end| changes[next].key() < end) {
+                next += 1;
+            }
+            if from == next && !rewrite_all {
+                merger.keep(i)?;
+                continue;
+            }
+            let entries = handle.block_on(archive.block(i))?;
+            merger.merge(&entries, &changes[from..next], &renumber)?;
+        }
+        // An empty index has no block to merge into.
+        merger.merge(&[], &changes[next..], &renumber)?;
+        merger.finish(old)
+    })
+    .await
+    .expect("index merges do not panic")
+}
+
+/// Where each block of the new root comes from.
+enum Slot {
+    /// Block `i` of the old root, kept where it is.
+    Old(usize),
+    /// Block `i` of the new index object.
+    New(usize),
+}
+
+struct Merger {
+    out: IndexWriter,
+    /// Merged entries not yet cut into blocks, and their weight.
+    run: Vec<Entry>,
+    run_weight: usize,
+    slots: Vec<Slot>,
+    /// New blocks already given a slot.
+    registered: usize,
+    tally: Tally,
+}
+
+impl Merger {
+    fn new(out: IndexWriter) -> Self {
+        Merger { out, run: Vec::new(), run_weight: 0, slots: Vec::new(), registered: 0, tally: Tally::default() }
+    }
+
+    /// Gives the new blocks written so far their places, before whatever comes next.
+    fn register(&mut self) {
+        let written = self.out.blocks().len();
+        self.slots.extend((self.registered..written).map(Slot::New));
+        self.registered = written;
+    }
+
+    fn keep(&mut self, old: usize) -> Result<()> {
+        self.cut_run()?;
+        self.register();
+        self.slots.push(Slot::Old(old));
+        Ok(())
+    }
+
+    fn push(&mut self, e: Entry) -> Result<()> {
+        self.run_weight += weight(&e);
+        self.run.push(e);
+        // Hold at most two blocks' worth: cut a full block off the front.
+        if self.run_weight >= 2 * INDEX_BLOCK_TARGET {
+            self.cut(INDEX_BLOCK_TARGET)?;
+        }
+        Ok(())
+    }
+
+    /// Writes entries off the front of the run as one block, until it weighs `target`.
+    fn cut(&mut self, target: usize) -> Result<()> {
+        let mut w = 0;
+        let n = self.run.iter().take_while(|e| (w < target).then(|| w += weight(e)).is_some()).count();
+        self.run_weight -= w;
+        self.out.extend(self.run.drain(..n))?;
+        self.out.flush()
+    }
+
+    /// Ends the run before a kept block: as one block, or as two even halves if it outgrew one,
+    /// so that rewritten blocks stay at least half full.
+    fn cut_run(&mut self) -> Result<()> {
+        if self.run_weight > INDEX_BLOCK_TARGET {
+            self.cut(self.run_weight / 2)?;
+        }
+        let w = self.run_weight;
+        self.cut(w.max(1))
+    }
+
+    /// Merges a block's entries with the changes in its key range, both sorted by key.
+    fn merge(&mut self, entries: &[Entry], changes: &[Change], renumber: &impl Fn(Entry) -> Entry) -> Result<()> {
+        let (mut a, mut b) = (0, 0);
+        while a < entries.len() || b < changes.len() {
+            let (old, change) = match (entries.get(a), changes.get(b)) {
+                (Some(e), Some(c)) if e.key.as_str() == c.key() => (Some(e), Some(c)),
+                (Some(e), Some(c)) if e.key.as_str() > c.key() => (None, Some(c)),
+                (Some(e), _) => (Some(e), None),
+                (None, c) => (None, c),
+            };
+            a += usize::from(old.is_some());
+            b += usize::from(change.is_some());
+            let Some(change) = change else {
+                self.push(old.expect("one side is there").clone())?;
+                continue;
+            };
+            match change {
+                Change::Put(new) => {
+                    if let Some(old) = old {
+                        self.tally.kill(old);
+                    }
+                    let new = renumber(new.clone());
+                    self.tally.add(&new);
+                    self.push(new)?;
+                }
+                Change::Delete(_) => match old {
+                    Some(old) => self.tally.kill(old),
+                    None => self.tally.missing += 1,
+                },
+                Change::Move { to, from } => {
+                    let to = renumber(to.clone());
+                    match old {
+                        Some(old) if (old.pack, old.offset) == *from => {
+                            self.tally.kill(old);
+                            self.tally.add(&to);
+                            self.push(to)?;
+                        }
+                        // Deleted or written again since the copy was made: the copy is dead.
+                        _ => {
+                            self.tally.bury(&to);
+                            if let Some(old) = old {
+                                self.push(old.clone())?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the new index object and builds the root: kept blocks keep their objects (in the
+    /// old order), new blocks point at the new object, after them.
+    fn finish(mut self, old: &IndexRef) -> Result<(IndexRef, Vec<String>, Tally)> {
+        self.cut_run()?;
+        self.register();
+        let (new_blocks, new_object) = self.out.finish()?;
+        let mut used = vec![false; old.objects.len()];
+        for slot in &self.slots {
+            if let Slot::Old(i) = slot {
+                used[old.blocks[*i].object as usize] = true;
+            }
+        }
+        let mut position = vec![0u32; old.objects.len()];
+        let mut objects = Vec::new();
+        let mut dropped = Vec::new();
+        for (i, o) in old.objects.iter().enumerate() {
+            if used[i] {
+                position[i] = objects.len() as u32;
+                objects.push(o.clone());
+            } else {
+                dropped.push(o.name.clone());
+            }
+        }
+        let new_position = objects.len() as u32;
+        if let Some((object, _)) = new_object {
+            objects.push(object);
+        }
+        let blocks: Vec<BlockRef> = (self.slots.iter())
+            .map(|slot| match slot {
+                Slot::Old(i) => {
+                    let b = &old.blocks[*i];
+                    BlockRef { object: position[b.object as usize], ..b.clone() }
+                }
+                Slot::New(i) => BlockRef { object: new_position, ..new_blocks[*i].clone() },
+            })
+            .collect();
+        Ok((IndexRef { objects, blocks }, dropped, self.tally))
+    }
+}
+
+/// The manifest of the next generation: the base's packs with their new dead counts, the new
+/// packs, without the dropped ones, and everything no longer used retired.
+fn next_manifest(
+    base: &Manifest,
+    update: &Update,
+    ids: &HashMap<u32, u32>,
+    index: IndexRef,
+    retired_objects: Vec<String>,
+    tally: &Tally,
+) -> Result<Manifest> {
+    let generation = base.generation + 1;
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let new_packs = (update.new_packs.iter()).map(|p| PackRef { id: ids[&p.id], ..p.clone() });
+    let mut packs = Vec::new();
+    let mut retired = base.retired.clone();
+    for mut p in base.packs.iter().cloned().chain(new_packs) {
+        if let Some((records, bytes)) = tally.dead.get(&p.id) {
+            p.dead_records += records;
+            p.dead_bytes += bytes;
+        }
+        if update.drop_packs.contains(&p.name) {
+            if p.dead_records != p.records {
+                return Err(Error::Bug(format!(
+                    "{} still has {} live records after compaction",
+                    p.name,
+                    p.records - p.dead_records
+                )));
+            }
+            retired.push(Retired { name: p.name, generation, since });
+        } else {
+            packs.push(p);
+        }
+    }
+    retired.extend(retired_objects.into_iter().map(|name| Retired { name, generation, since }));
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        generation,
+        created_by: CREATED_BY.into(),
+        records: (base.records + tally.added)
+            .checked_sub(tally.removed)
+            .ok_or_else(|| Error::Bug("records < 0".into()))?,
+        raw_bytes: (base.raw_bytes + tally.raw_added).saturating_sub(tally.raw_removed),
+        packs,
+        index,
+        retired,
+        ..base.clone()
+    };
+    // Every count above must add up, or the merge has a bug: refuse to commit it.
+    manifest.validate().map_err(|e| Error::Bug(format!("the next manifest does not check out: {e}")))?;
+    Ok(manifest)
+}
+
+/// A name part unique to this writer, so objects of writers racing on one archive never collide.
+pub(crate) fn unique_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haypack_format::Timestamp;
+    use haypack_store::LocalStore;
+
+    fn entry(key: &str, pack: u32, offset: u64) -> Entry {
+        Entry {
+            key: key.into(),
+            pack,
+            offset,
+            len: 10,
+            raw_len: 7,
+            mtime: Timestamp { secs: 1, nanos: 0 },
+            mode: 0o644,
+            content_type: None,
+        }
+    }
+
+    fn merged(entries: &[Entry], changes: &[Change]) -> (Vec<String>, Tally) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let out = IndexWriter::create(&store, "index/t.hpi".into(), false).unwrap();
+        let mut m = Merger::new(out);
+        m.merge(entries, changes, &|e| e).unwrap();
+        let (root, _, tally) = m.finish(&IndexRef::default()).unwrap();
+        let block = std::fs::read(dir.path().join("index/t.hpi")).unwrap_or_default();
+        let keys = if root.blocks.is_empty() {
+            vec![]
+        } else {
+            haypack_format::decode_block(&block, 1 << 20).unwrap().into_iter().map(|e| e.key).collect()
+        };
+        (keys, tally)
+    }
+
+    #[test]
+    fn puts_replace_deletes_remove_and_moves_yield_to_newer_writes() {
+        let old = [entry("a", 1, 0), entry("c", 1, 10), entry("e", 1, 20), entry("g", 1, 30)];
+        let changes = [
+            Change::Put(entry("b", 2, 0)),
+            Change::Put(entry("c", 2, 10)),
+            Change::Delete("d".into()),
+            Change::Delete("e".into()),
+            Change::Move { to: entry("g", 3, 0), from: (1, 30) },
+            Change::Move { to: entry("h", 3, 10), from: (1, 40) },
+        ];
+        let (keys, tally) = merged(&old, &changes);
+        assert_eq!(keys, ["a", "b", "c", "g"]);
+        assert_eq!((tally.added, tally.removed, tally.missing), (3, 3, 1));
+        // c replaced and e deleted and g moved: three dead in pack 1; the copy of h is dead too.
+        assert_eq!(tally.dead[&1], (3, 30));
+        assert_eq!(tally.dead[&3], (1, 10));
+        let (keys, tally) = merged(&old, &[Change::Move { to: entry("c", 3, 0), from: (1, 99) }]);
+        assert_eq!(keys, ["a", "c", "e", "g"]);
+        assert_eq!((tally.added, tally.removed, tally.dead[&3]), (0, 0, (1, 10)));
+    }
+}
