@@ -85,6 +85,25 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
     let want = if head { Want::Header } else { Want::Content };
     let rec = match archive.record(key, want).await {
         Ok(r) => r,
+        // The generation's objects were replaced or removed under it (a repack, a `gc` after a
+        // compaction): what is current now may have the record. One reload, one more try.
+        Err(
+            e @ (haypack_read::Error::Changed { .. }
+            | haypack_read::Error::Store(haypack_store::Error::NotFound { .. })),
+        ) => {
+            if let Err(reload) = state.reload(Some(&archive)).await {
+                tracing::warn!("{e}; reloading failed too: {reload}");
+                return read_failed(e);
+            }
+            let current = state.current.load_full();
+            if Arc::ptr_eq(&current, &archive) {
+                return read_failed(e);
+            }
+            match current.record(key, want).await {
+                Ok(r) => r,
+                Err(e) => return read_failed(e),
+            }
+        }
         Err(e) => return read_failed(e),
     };
     let (h, entry) = (rec.header(), rec.entry());

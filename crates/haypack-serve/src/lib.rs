@@ -102,6 +102,29 @@ struct State {
     reloading: tokio::sync::Mutex<()>,
 }
 
+impl State {
+    /// Opens the archive again and serves its generation if the manifest changed; with `seen`,
+    /// only if `seen` is still the one served (a request that found its generation gone asks
+    /// for one reload, not one per request).
+    async fn reload(&self, seen: Option<&Arc<Archive>>) -> Result<u64> {
+        let _one = self.reloading.lock().await;
+        let old = self.current.load_full();
+        if seen.is_some_and(|seen| !Arc::ptr_eq(seen, &old)) {
+            return Ok(old.manifest().generation);
+        }
+        let fresh = (self.opener)().await?;
+        if fresh.manifest() != old.manifest() {
+            tracing::info!(
+                from = old.manifest().generation,
+                to = fresh.manifest().generation,
+                "serving a new generation"
+            );
+            self.current.store(Arc::new(fresh));
+        }
+        Ok(self.current.load().manifest().generation)
+    }
+}
+
 /// A server bound to its address with its archive open, not yet accepting.
 pub struct Server {
     listener: TcpListener,
@@ -131,18 +154,7 @@ impl Handle {
     /// while requests in flight finish on theirs. Returns the generation served from now on.
     /// On failure the current generation stays.
     pub async fn reload(&self) -> Result<u64> {
-        let _one = self.state.reloading.lock().await;
-        let fresh = (self.state.opener)().await?;
-        let old = self.state.current.load();
-        if fresh.manifest() != old.manifest() {
-            tracing::info!(
-                from = old.manifest().generation,
-                to = fresh.manifest().generation,
-                "serving a new generation"
-            );
-            self.state.current.store(Arc::new(fresh));
-        }
-        Ok(self.generation())
+        self.state.reload(None).await
     }
 
     /// The generation new requests are served from.

@@ -421,6 +421,25 @@ async fn a_reload_serves_the_new_generation_while_requests_in_flight_finish_on_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_generation_whose_packs_are_gone_is_replaced_on_the_next_request() {
+    let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(src.path().join("v.txt"), "version 1").unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::new(dest.path()));
+    pack(src.path(), store.clone(), stored(), false).await;
+    let server = start(store.clone(), ServeOptions::default()).await;
+    let old_packs: Vec<_> = std::fs::read_dir(dest.path().join("packs")).unwrap().map(|e| e.unwrap().path()).collect();
+    std::fs::write(src.path().join("v.txt"), "version 2").unwrap();
+    pack(src.path(), store.clone(), stored(), true).await;
+    // What a `gc` does once no reader should need them any more.
+    old_packs.iter().for_each(|p| std::fs::remove_file(p).unwrap());
+    assert_eq!(server.handle.generation(), 1);
+    let r = curl(&server.url, "/v.txt", &[]).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"version 2"[..]));
+    assert_eq!(server.handle.generation(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reload_every_picks_up_a_new_generation_by_itself() {
     let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(src.path().join("v.txt"), "version 1").unwrap();
