@@ -1,6 +1,6 @@
 //! One record, for callers that must answer before they have its content (an HTTP gateway
 //! sends headers first): its header from one range read, then its content whole, in pieces, or
-//! as the gzip member it is stored as.
+//! still compressed as stored (a gzip member, a zstd frame), for a client that takes that.
 
 use std::cell::RefCell;
 use std::io::Write;
