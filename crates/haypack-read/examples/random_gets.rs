@@ -22,15 +22,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if keys.is_empty() {
         return Err("the archive has no records".into());
     }
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = haypack_testkit::XorShift::new(2);
     let mut times = Vec::with_capacity(n);
     let mut bytes = 0u64;
     let started = Instant::now();
     for _ in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let key = &keys[(x % keys.len() as u64) as usize];
+        let key = &keys[rng.below(keys.len() as u64) as usize];
         let t = Instant::now();
         bytes += archive.get(key).await?.len() as u64;
         times.push(t.elapsed());

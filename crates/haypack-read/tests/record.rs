@@ -12,18 +12,7 @@ use haypack_format::{Compression, Container, RecordFrame};
 use haypack_pack::PackOptions;
 use haypack_read::{Archive, Error, Want};
 use haypack_store::LocalStore;
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use haypack_testkit::noise;
 
 const CODECS: [Compression; 3] = [
     Compression { container: Container::Zstd, level: 3, compress: true },

@@ -24,15 +24,7 @@ fn content(len: usize, seed: u64, compressible: bool) -> Vec<u8> {
         out.truncate(len);
         return out;
     }
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    haypack_testkit::noise(len, seed)
 }
 
 /// One path component: odd but valid names (spaces, unicode, leading dots, `a.b`, `a-b`).

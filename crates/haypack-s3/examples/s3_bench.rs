@@ -31,15 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let archive = Archive::open(store.clone()).await?;
     let keys: Vec<String> = archive.list("").await?.into_iter().map(|e| e.key).collect();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let picks: Vec<&String> = (0..samples)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            &keys[(x % keys.len() as u64) as usize]
-        })
-        .collect();
+    let mut rng = haypack_testkit::XorShift::new(1);
+    let picks: Vec<&String> = (0..samples).map(|_| &keys[rng.below(keys.len() as u64) as usize]).collect();
 
     let (mut cold, mut warm, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     store.reset();

@@ -21,16 +21,7 @@ fn tree(dir: &Path, n: usize, big: bool) {
         std::fs::write(path, format!("{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"a\",\"b\"]}}\n")).unwrap();
     }
     if big {
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let noise: Vec<u8> = (0..12 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(dir.join("big.bin"), noise).unwrap();
+        std::fs::write(dir.join("big.bin"), haypack_testkit::noise(12 << 20, 1)).unwrap();
     }
 }
 

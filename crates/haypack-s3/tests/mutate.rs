@@ -16,18 +16,7 @@ use haypack_s3::MIN_PART_SIZE;
 use haypack_s3::testing::TestServer;
 use haypack_store::Store;
 
-/// Deterministic incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use haypack_testkit::noise;
 
 async fn contents(store: Arc<dyn Store>) -> BTreeMap<String, Vec<u8>> {
     let archive = Archive::open(store).await.unwrap();

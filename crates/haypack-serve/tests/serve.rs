@@ -14,6 +14,7 @@ use haypack_pack::{PackOptions, PushOptions};
 use haypack_s3::testing::TestServer;
 use haypack_serve::{Handle, ServeOptions, Server, opener};
 use haypack_store::{Counting, LocalStore, ObjectMeta, ObjectWriter, PutMode, Store};
+use haypack_testkit::noise;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -29,19 +30,6 @@ fn tree(dir: &Path) {
     std::fs::write(dir.join("docs/readme.txt"), "0123456789".repeat(100)).unwrap();
     std::fs::create_dir_all(dir.join("img")).unwrap();
     std::fs::write(dir.join("img/logo.png"), noise(3000, 7)).unwrap();
-}
-
-/// Deterministic incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn stored() -> Compression {

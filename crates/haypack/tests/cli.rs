@@ -27,18 +27,7 @@ fn haypack() -> Command {
     cmd
 }
 
-/// Deterministic incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use haypack_testkit::noise;
 
 /// Compressible text of about `n` bytes.
 fn text(n: usize, seed: u64) -> Vec<u8> {

@@ -129,19 +129,7 @@ impl Drop for Garage {
     }
 }
 
-/// Incompressible bytes, quickly.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use haypack_testkit::noise;
 
 #[test]
 fn a_push_interrupted_by_a_dead_server_resumes_after_restart() {
