@@ -33,7 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use haypack_format::{ContentDecoder, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
+use haypack_format::{ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
 use haypack_store::Store;
 
 pub use crate::check::RecordCheck;
@@ -317,7 +317,8 @@ impl Archive {
             e => corrupt(e.to_string()),
         };
         let prefix = frame.prefix_len as usize;
-        let mut decoder = ContentDecoder::new(frame, out).map_err(fail)?;
+        let dict = self.manifest.dictionary(frame.header.dict_id);
+        let mut decoder = ContentDecoder::with_dictionary(frame, dict, out).map_err(fail)?;
         decoder.push(&first[prefix..]).map_err(fail)?;
         let mut at = entry.offset + first.len() as u64;
         while at < end {
@@ -347,12 +348,14 @@ fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
 }
 
 /// Decodes one record held whole in memory into `out`, after checking its header against the
-/// index entry; the content's length and CRC are checked by the decoder.
-pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, out: W) -> Result<W, String> {
+/// index entry; the content's length and CRC are checked by the decoder. `dicts` are the
+/// archive's dictionaries.
+pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, dicts: &[Dictionary], out: W) -> Result<W, String> {
     let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
     check_header(&frame, e)?;
     let prefix = frame.prefix_len as usize;
-    let mut d = ContentDecoder::new(frame, out).map_err(|x| x.to_string())?;
+    let dict = dicts.iter().find(|d| d.id() == frame.header.dict_id);
+    let mut d = ContentDecoder::with_dictionary(frame, dict, out).map_err(|x| x.to_string())?;
     d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
     d.finish().map_err(|x| x.to_string())
 }
