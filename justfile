@@ -33,3 +33,7 @@ bench-s3 *args:
 # Measure compaction locally and on a local Garage, against download-and-reupload.
 bench-compact *args:
     scripts/bench-compact.sh {{args}}
+
+# Stored bytes with and without a trained dictionary, next to tar | zstd.
+bench-dict *args:
+    scripts/bench-dict.sh {{args}}
