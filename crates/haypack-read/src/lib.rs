@@ -90,7 +90,9 @@ impl Archive {
     /// Opens the archive for a writer: also returns the version of the manifest read, which
     /// the writer's commit must still find there (compare-and-swap).
     pub async fn open_for_update(store: Arc<dyn Store>) -> Result<(Self, String)> {
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             let meta = match store.head(MANIFEST_NAME).await {
                 Ok(m) => m,
                 Err(haypack_store::Error::NotFound { .. }) => {
@@ -101,7 +103,11 @@ impl Archive {
             // Read exactly the version the head saw; a commit in between means: look again.
             match store.get_range_pinned(MANIFEST_NAME, 0..meta.size, Some(&meta.version)).await {
                 Ok((bytes, _)) => return Ok((Self::with_manifest(store, &bytes, None)?, meta.version)),
-                Err(haypack_store::Error::Conflict { .. } | haypack_store::Error::OutOfRange { .. }) => continue,
+                Err(haypack_store::Error::Conflict { .. } | haypack_store::Error::OutOfRange { .. })
+                    if attempts < 10 =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
