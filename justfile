@@ -34,6 +34,10 @@ bench-s3 *args:
 bench-compact *args:
     scripts/bench-compact.sh {{args}}
 
+# Stored bytes with and without a trained dictionary, next to tar | zstd.
+bench-dict *args:
+    scripts/bench-dict.sh {{args}}
+
 # Load-test `haypack serve` (local archive and Garage) next to nginx with wrk.
 bench-serve *args:
     scripts/bench-serve.sh {{args}}

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use haypack_format::{
-    BlockRef, Codec, Compression, Container, Entry, FOOTER_MAGIC, Footer, IndexRef, Manifest, Meta, PACK_VERSION,
-    PackRef, RecordHeader, RecordMeta, Timestamp, encode_block, encode_record,
+    BlockRef, Codec, Compression, Container, Entry, FOOTER_MAGIC, Footer, IndexObject, IndexRef, Manifest, Meta,
+    PACK_VERSION, PackRef, RecordHeader, RecordMeta, Retired, Timestamp, encode_block, encode_record,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -106,21 +106,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     m.generation = 3;
     m.records = 3;
     m.raw_bytes = 9;
-    m.packs.push(PackRef { id: 1, name: "packs/000001.hpk.zst".into(), size: 10, records: 3, raw_bytes: 9, crc32c: 1 });
+    m.packs.push(PackRef {
+        id: 1,
+        name: "packs/000001.hpk.zst".into(),
+        size: 10,
+        records: 4,
+        raw_bytes: 9,
+        crc32c: Some(1),
+        dead_records: 1,
+        dead_bytes: 2,
+    });
     m.index = IndexRef {
-        name: "index/000003.hpi".into(),
-        size: 30,
+        objects: vec![
+            IndexObject { name: "index/000003.hpi".into(), size: 30 },
+            IndexObject { name: "index/000004-ab12.hpi".into(), size: 20 },
+        ],
         blocks: vec![
-            BlockRef { first_key: "a".into(), offset: 0, len: 10, records: 2, crc32c: 0 },
-            BlockRef { first_key: "m".into(), offset: 10, len: 20, records: 1, crc32c: 0 },
+            BlockRef { object: 0, first_key: "a".into(), offset: 0, len: 10, records: 2, crc32c: 0 },
+            BlockRef { object: 1, first_key: "m".into(), offset: 10, len: 10, records: 1, crc32c: 0 },
         ],
     };
-    seed("manifest", "two-blocks".into(), &m.to_json())?;
-    // Block lengths and record counts whose sums overflowed in `Manifest::validate`.
+    m.retired.push(Retired { name: "index/000002.hpi".into(), generation: 3, since: 1_700_000_000 });
+    seed("manifest", "two-objects".into(), &m.to_json())?;
+    // Block offsets and record counts whose sums overflowed in `Manifest::validate`.
     let mut wrap = m.clone();
-    wrap.index.blocks[0].len = u64::MAX;
     wrap.index.blocks[1].offset = u64::MAX;
-    wrap.index.size = 19;
     seed("manifest", "regression-block-lengths".into(), &wrap.to_json())?;
     let mut wrap = m.clone();
     wrap.index.blocks[0].records = u64::MAX;

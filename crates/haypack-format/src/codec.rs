@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 
+use crate::dict::Dictionary;
 use crate::error::{Error, Result, corrupt};
 use crate::frame::{Container, RecordFrame, StoredWriter};
 use crate::header::{Codec, RecordHeader, Timestamp};
@@ -207,20 +208,27 @@ impl<W: Write> Write for ContentEncoder<W> {
     }
 }
 
+/// What a thread's compressor was set up for: the level, and the dictionary (id and CRC).
+type CompressorKey = (i32, Option<(u32, u32)>);
+
 thread_local! {
-    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static ZSTD: RefCell<Option<(CompressorKey, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
-fn zstd_compress(level: i32, raw: &[u8]) -> Result<Vec<u8>> {
+fn zstd_compress(level: i32, dict: Option<&Dictionary>, raw: &[u8]) -> Result<Vec<u8>> {
     use zstd::zstd_safe::CParameter;
+    let key = (level, dict.map(|d| (d.id(), d.crc32c())));
     ZSTD.with(|slot| {
         let mut slot = slot.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            let mut c = zstd::bulk::Compressor::new(level)?;
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+            let mut c = match dict {
+                Some(d) => zstd::bulk::Compressor::with_dictionary(level, d.bytes())?,
+                None => zstd::bulk::Compressor::new(level)?,
+            };
             c.set_parameter(CParameter::ChecksumFlag(false))?;
             c.set_parameter(CParameter::DictIdFlag(false))?;
             c.set_parameter(CParameter::ContentSizeFlag(true))?;
-            *slot = Some((level, c));
+            *slot = Some((key, c));
         }
         let (_, c) = slot.as_mut().expect("initialised above");
         Ok(c.compress(raw)?)
@@ -230,12 +238,25 @@ fn zstd_compress(level: i32, raw: &[u8]) -> Result<Vec<u8>> {
 /// Encodes one whole record held in memory: header and content, framed for the container.
 /// Content that does not compress by at least 3% is stored.
 pub fn encode_record(compression: Compression, meta: RecordMeta, raw: &[u8]) -> Result<(RecordHeader, Vec<u8>)> {
+    encode_record_with(compression, None, meta, raw)
+}
+
+/// Like [`encode_record`], compressing against `dict` in a zstd pack (gzip has no
+/// dictionaries: there it is ignored). Content that does not compress by at least 3% is stored
+/// without it.
+pub fn encode_record_with(
+    compression: Compression,
+    dict: Option<&Dictionary>,
+    meta: RecordMeta,
+    raw: &[u8],
+) -> Result<(RecordHeader, Vec<u8>)> {
     let container = compression.container;
     let raw_len = raw.len() as u64;
     let crc32c = crc32c::crc32c(raw);
+    let dict = dict.filter(|_| container == Container::Zstd);
     let compressed = match (compression.compress, container) {
         (false, _) => None,
-        (true, Container::Zstd) => Some(zstd_compress(compression.level, raw)?),
+        (true, Container::Zstd) => Some(zstd_compress(compression.level, dict, raw)?),
         (true, Container::Gzip) => {
             let level = flate2::Compression::new(compression.level.clamp(0, 9) as u32);
             let mut e = flate2::write::DeflateEncoder::new(Vec::with_capacity(raw.len() / 2), level);
@@ -243,12 +264,12 @@ pub fn encode_record(compression: Compression, meta: RecordMeta, raw: &[u8]) -> 
             Some(e.finish()?)
         }
     };
-    let (codec, content) = match compressed {
-        Some(c) if Compression::pays(c.len() as u64, raw_len) => (container.codec(), c),
+    let (codec, content, dict_id) = match compressed {
+        Some(c) if Compression::pays(c.len() as u64, raw_len) => (container.codec(), c, dict.map_or(0, |d| d.id())),
         _ => {
             let mut w = StoredWriter::new(container, Vec::with_capacity(raw.len() + 16));
             w.write_all(raw)?;
-            (Codec::Stored, w.finish()?)
+            (Codec::Stored, w.finish()?, 0)
         }
     };
     let header = RecordHeader {
@@ -260,7 +281,7 @@ pub fn encode_record(compression: Compression, meta: RecordMeta, raw: &[u8]) -> 
         mtime: meta.mtime,
         mode: meta.mode,
         content_type: meta.content_type,
-        dict_id: 0,
+        dict_id,
     };
     let mut out = container.record_prefix(&header)?;
     out.reserve(content.len() + 8);
@@ -318,21 +339,33 @@ impl<W: Write> std::fmt::Debug for ContentDecoder<W> {
 }
 
 impl<W: Write> ContentDecoder<W> {
-    /// Starts decoding the content of the record `frame` into `out`.
+    /// Starts decoding the content of the record `frame`, which must need no dictionary, into
+    /// `out`.
     pub fn new(frame: RecordFrame, out: W) -> Result<Self> {
-        if frame.header.dict_id != 0 {
-            return Err(corrupt(
-                "record header",
-                format!("dictionary {} is not in this archive", frame.header.dict_id),
-            ));
-        }
+        Self::with_dictionary(frame, None, out)
+    }
+
+    /// Starts decoding the content of the record `frame` into `out`, with `dict` if the record
+    /// was compressed against one (it must be the one the header names).
+    pub fn with_dictionary(frame: RecordFrame, dict: Option<&Dictionary>, out: W) -> Result<Self> {
+        let wanted = frame.header.dict_id;
+        let dict = match dict {
+            _ if wanted == 0 => None,
+            Some(d) if d.id() == wanted && frame.header.codec == Codec::Zstd => Some(d),
+            _ => {
+                return Err(corrupt("record header", format!("dictionary {wanted} is not in this archive")));
+            }
+        };
         let out = Bounded {
             inner: Tally::new(out, frame.container == Container::Gzip),
             limit: frame.header.raw_len,
             sink_error: None,
         };
         let dec = match frame.container {
-            Container::Zstd => Dec::Zstd(zstd::stream::write::Decoder::new(out)?),
+            Container::Zstd => Dec::Zstd(match dict {
+                Some(d) => zstd::stream::write::Decoder::with_dictionary(out, d.bytes())?,
+                None => zstd::stream::write::Decoder::new(out)?,
+            }),
             Container::Gzip => Dec::Deflate(flate2::write::DeflateDecoder::new(out)),
         };
         Ok(ContentDecoder { frame, dec, fed: 0, suffix: Vec::new() })

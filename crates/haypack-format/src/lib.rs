@@ -25,6 +25,7 @@
 
 mod bytes;
 mod codec;
+mod dict;
 mod entries;
 mod error;
 mod footer;
@@ -35,8 +36,9 @@ mod manifest;
 pub use crate::bytes::{Reader, put_varint};
 pub use crate::codec::{
     Compression, ContentDecoder, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta,
-    decode_record, encode_record,
+    decode_record, encode_record, encode_record_with,
 };
+pub use crate::dict::{DEFAULT_DICTIONARY, Dictionary, MAX_DICTIONARY};
 pub use crate::entries::{Entry, decode_block, encode_block};
 pub use crate::error::{Error, Result};
 pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dict::Dictionary;
 use crate::error::{Error, Result, corrupt};
 
 /// The manifest format version this build writes and the newest it reads.
@@ -36,6 +37,10 @@ pub struct Manifest {
     /// those generations until `gc` deletes them after a grace period.
     #[serde(default)]
     pub retired: Vec<Retired>,
+    /// The zstd dictionaries records were compressed with, by id; inline, so that a cold lookup
+    /// still reads only the manifest, one index block and the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "inline_dictionaries")]
+    pub dictionaries: Vec<Dictionary>,
 }
 
 /// A pack named by the manifest.
@@ -130,6 +135,7 @@ impl Manifest {
             packs: Vec::new(),
             index: IndexRef::default(),
             retired: Vec::new(),
+            dictionaries: Vec::new(),
         }
     }
 
@@ -216,6 +222,10 @@ impl Manifest {
         if indexed != self.records {
             return Err(corrupt("manifest", format!("index holds {indexed} records, manifest says {}", self.records)));
         }
+        let mut dict_ids = std::collections::HashSet::new();
+        if let Some(d) = self.dictionaries.iter().find(|d| !dict_ids.insert(d.id())) {
+            return Err(corrupt("manifest", format!("dictionary {} appears twice", d.id())));
+        }
         for r in &self.retired {
             check_name(&r.name, if r.name.starts_with("index/") { "index/" } else { "packs/" })?;
             if names.contains(r.name.as_str()) {
@@ -223,6 +233,11 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The dictionary with this id.
+    pub fn dictionary(&self, id: u32) -> Option<&Dictionary> {
+        self.dictionaries.iter().find(|d| d.id() == id)
     }
 
     /// The pack with this id.
@@ -295,6 +310,38 @@ fn check_name(name: &str, dir: &str) -> Result<()> {
             && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     });
     if ok { Ok(()) } else { Err(corrupt("manifest", format!("object name {name:?} is not a plain name under {dir}"))) }
+}
+
+/// Dictionaries in the manifest as `{"id": N, "zstd": "<base64 of the dictionary>"}`.
+mod inline_dictionaries {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::dict::Dictionary;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inline {
+        id: u32,
+        zstd: String,
+    }
+
+    pub fn serialize<S: Serializer>(dicts: &[Dictionary], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(dicts.iter().map(|d| Inline { id: d.id(), zstd: STANDARD.encode(d.bytes()) }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Dictionary>, D::Error> {
+        let inline = Vec::<Inline>::deserialize(d)?;
+        (inline.into_iter())
+            .map(|i| {
+                let bytes =
+                    STANDARD.decode(&i.zstd).map_err(|e| D::Error::custom(format!("dictionary {}: {e}", i.id)))?;
+                Dictionary::new(i.id, bytes).map_err(D::Error::custom)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

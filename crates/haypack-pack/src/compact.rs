@@ -255,7 +255,8 @@ impl Copier {
     fn download(&mut self, pack: &PackRef, run: &[Entry]) -> Result<()> {
         let start = self.current.as_ref().expect("a pack is open").len();
         for e in run {
-            let mut check = RecordCheck::new(e);
+            let archive = self.archive.clone();
+            let mut check = RecordCheck::new(e, &archive.manifest().dictionaries);
             let mut at = e.offset;
             while at < e.offset + e.len {
                 // A record larger than CHUNK streams through in pieces; others come whole.

@@ -74,6 +74,14 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A dictionary could not be trained.
+    #[error("cannot train a dictionary on {src}: {detail} (pack without --dict, or with --dict auto)")]
+    Dictionary {
+        /// The source tree.
+        src: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// Other writers kept committing first.
     #[error("{archive}: {attempts} commits in a row lost to other writers; try again later")]
     Contended {

@@ -22,6 +22,7 @@
 //! ```
 
 mod compact;
+mod dict;
 mod error;
 mod fault;
 mod gc;
@@ -36,13 +37,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use haypack_format::{
-    Codec, Compression, ContentEncoder, Entry, IndexRef, MANIFEST_NAME, Manifest, PackRef, RecordHeader, RecordMeta,
-    encode_record,
+    Codec, Compression, ContentEncoder, Dictionary, Entry, IndexRef, MANIFEST_NAME, Manifest, PackRef, RecordHeader,
+    RecordMeta, encode_record, encode_record_with,
 };
 use haypack_store::{Finished, PutMode, Store};
 use rayon::prelude::*;
 
 pub use crate::compact::{CompactOptions, CompactReport, compact};
+pub use crate::dict::DictChoice;
 pub use crate::error::{Error, Result};
 pub use crate::gc::{GcReport, gc};
 pub use crate::mutate::{ChangeReport, add, remove};
@@ -77,6 +79,8 @@ pub struct PackOptions {
     pub follow_symlinks: bool,
     /// Replace an archive already at the destination (as a new generation).
     pub force: bool,
+    /// Whether to train a zstd dictionary and compress small records with it.
+    pub dictionary: DictChoice,
 }
 
 impl Default for PackOptions {
@@ -87,6 +91,7 @@ impl Default for PackOptions {
             skip_unreadable: false,
             follow_symlinks: false,
             force: false,
+            dictionary: DictChoice::Off,
         }
     }
 }
@@ -149,7 +154,8 @@ pub async fn pack(
     let (src, s) = (src.to_owned(), store.clone());
     let mut packer = Packer::new(s, opts, progress, first_id, resume);
     let (packer, result) = tokio::task::spawn_blocking(move || {
-        let result = packer.run_with_index(&src, format!("index/{generation:06}.hpi"));
+        let result =
+            packer.train(&src).and_then(|()| packer.run_with_index(&src, format!("index/{generation:06}.hpi")));
         (packer, result)
     })
     .await
@@ -165,6 +171,7 @@ pub async fn pack(
             // A forced pack replaces the archive: what the old generation used is retired, for
             // readers still pinned to it, until `gc`.
             retired: previous.as_ref().map(|(m, _)| retire_all(m, generation)).unwrap_or_default(),
+            dictionaries: packer.dict.iter().map(|d| (**d).clone()).collect(),
             ..Manifest::empty(CREATED_BY)
         };
         manifest.validate()?;
@@ -264,6 +271,8 @@ pub(crate) struct Packer {
     pub suffix: String,
     /// Put before every key: where in the archive the tree lands.
     pub key_prefix: String,
+    /// The dictionary small records are compressed against, if any.
+    pub dict: Option<Arc<Dictionary>>,
     packs: Vec<PackRef>,
     /// Write resumably: keep objects an interrupted run left with the same bytes.
     resume: bool,
@@ -289,6 +298,7 @@ impl Packer {
             next_id: first_id,
             suffix: String::new(),
             key_prefix: String::new(),
+            dict: None,
             packs: Vec::new(),
             resume,
             written: Vec::new(),
@@ -312,6 +322,14 @@ impl Packer {
             Finished::Written(_) => self.written.push(name),
             Finished::Kept(_) => self.kept.push(name),
         }
+    }
+
+    /// Trains the dictionary the options ask for, as dictionary 1 of a new archive.
+    fn train(&mut self, src: &Path) -> Result<()> {
+        if self.opts.compression.container == haypack_format::Container::Zstd && self.opts.compression.compress {
+            self.dict = dict::train(src, self.opts.follow_symlinks, self.opts.dictionary, 1)?.map(Arc::new);
+        }
+        Ok(())
     }
 
     /// Packs the tree and writes the archive index for it, as the object `index_name`.
@@ -416,7 +434,9 @@ impl Packer {
         sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
     ) -> Result<()> {
         let compression = self.opts.compression;
-        let encoded: Vec<Result<Encoded>> = batch.par_iter().map(|item| encode_small(item, compression)).collect();
+        let dict = self.dict.as_deref();
+        let encoded: Vec<Result<Encoded>> =
+            batch.par_iter().map(|item| encode_small(item, compression, dict)).collect();
         batch.clear();
         for enc in encoded {
             let enc = match enc {
@@ -502,9 +522,9 @@ fn meta_of(item: &FileItem) -> RecordMeta {
     }
 }
 
-fn encode_small(item: &FileItem, compression: Compression) -> Result<Encoded> {
+fn encode_small(item: &FileItem, compression: Compression, dict: Option<&Dictionary>) -> Result<Encoded> {
     let raw = std::fs::read(&item.path).map_err(unreadable(item))?;
-    let (header, bytes) = encode_record(compression, meta_of(item), &raw)?;
+    let (header, bytes) = encode_record_with(compression, dict, meta_of(item), &raw)?;
     Ok(Encoded { header, bytes })
 }
 

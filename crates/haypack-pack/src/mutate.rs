@@ -42,6 +42,8 @@ pub async fn add(
     let mut packer = Packer::new(store.clone(), opts, progress, first_id, false);
     packer.suffix = format!("-{token}");
     packer.key_prefix = prefix.to_owned();
+    // New records share the archive's newest dictionary, if it has one.
+    packer.dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
     let src = src.to_owned();
     let (packer, packed) = tokio::task::spawn_blocking(move || {
         let mut entries: Vec<Entry> = Vec::new();

@@ -89,7 +89,8 @@ impl Archive {
 
     /// Decodes and verifies one record held whole in memory.
     fn decode_in(&self, e: &Entry, bytes: &[u8]) -> Result<Vec<u8>> {
-        decode_whole(bytes, e, Vec::with_capacity(e.raw_len as usize)).map_err(|detail| self.corrupt_at(e, detail))
+        decode_whole(bytes, e, &self.manifest.dictionaries, Vec::with_capacity(e.raw_len as usize))
+            .map_err(|detail| self.corrupt_at(e, detail))
     }
 
     pub(crate) fn corrupt_at(&self, e: &Entry, detail: String) -> Error {

@@ -1,6 +1,6 @@
 //! Checking a record's stored bytes as they stream past, without keeping them.
 
-use haypack_format::{ContentDecoder, Entry, RecordFrame};
+use haypack_format::{ContentDecoder, Dictionary, Entry, RecordFrame};
 
 use crate::check_header;
 
@@ -9,13 +9,14 @@ use crate::check_header;
 /// whole header (any chunk of 64 KiB or more does).
 pub struct RecordCheck<'a> {
     entry: &'a Entry,
+    dicts: &'a [Dictionary],
     decoder: Option<ContentDecoder<std::io::Sink>>,
 }
 
 impl<'a> RecordCheck<'a> {
-    /// Starts checking the record `entry` names.
-    pub fn new(entry: &'a Entry) -> Self {
-        RecordCheck { entry, decoder: None }
+    /// Starts checking the record `entry` names, in an archive with the dictionaries `dicts`.
+    pub fn new(entry: &'a Entry, dicts: &'a [Dictionary]) -> Self {
+        RecordCheck { entry, dicts, decoder: None }
     }
 
     /// Checks the next chunk of the record's bytes.
@@ -26,7 +27,8 @@ impl<'a> RecordCheck<'a> {
         let frame = RecordFrame::parse(chunk).map_err(|e| e.to_string())?;
         check_header(&frame, self.entry)?;
         let prefix = frame.prefix_len as usize;
-        let mut d = ContentDecoder::new(frame, std::io::sink()).map_err(|e| e.to_string())?;
+        let dict = self.dicts.iter().find(|d| d.id() == frame.header.dict_id);
+        let mut d = ContentDecoder::with_dictionary(frame, dict, std::io::sink()).map_err(|e| e.to_string())?;
         d.push(&chunk[prefix..]).map_err(|e| e.to_string())?;
         self.decoder = Some(d);
         Ok(())

@@ -35,7 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use haypack_format::{ContentDecoder, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
+use haypack_format::{ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
 use haypack_store::Store;
 
 pub use crate::check::RecordCheck;
@@ -94,7 +94,9 @@ impl Archive {
     /// Opens the archive for a writer: also returns the version of the manifest read, which
     /// the writer's commit must still find there (compare-and-swap).
     pub async fn open_for_update(store: Arc<dyn Store>) -> Result<(Self, String)> {
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             let meta = match store.head(MANIFEST_NAME).await {
                 Ok(m) => m,
                 Err(haypack_store::Error::NotFound { .. }) => {
@@ -105,7 +107,11 @@ impl Archive {
             // Read exactly the version the head saw; a commit in between means: look again.
             match store.get_range_pinned(MANIFEST_NAME, 0..meta.size, Some(&meta.version)).await {
                 Ok((bytes, _)) => return Ok((Self::with_manifest(store, &bytes, None)?, meta.version)),
-                Err(haypack_store::Error::Conflict { .. } | haypack_store::Error::OutOfRange { .. }) => continue,
+                Err(haypack_store::Error::Conflict { .. } | haypack_store::Error::OutOfRange { .. })
+                    if attempts < 10 =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -321,7 +327,8 @@ impl Archive {
             e => corrupt(e.to_string()),
         };
         let prefix = frame.prefix_len as usize;
-        let mut decoder = ContentDecoder::new(frame, out).map_err(fail)?;
+        let dict = self.manifest.dictionary(frame.header.dict_id);
+        let mut decoder = ContentDecoder::with_dictionary(frame, dict, out).map_err(fail)?;
         decoder.push(&first[prefix..]).map_err(fail)?;
         let mut at = entry.offset + first.len() as u64;
         while at < end {
@@ -351,12 +358,14 @@ fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
 }
 
 /// Decodes one record held whole in memory into `out`, after checking its header against the
-/// index entry; the content's length and CRC are checked by the decoder.
-pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, out: W) -> Result<W, String> {
+/// index entry; the content's length and CRC are checked by the decoder. `dicts` are the
+/// archive's dictionaries.
+pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, dicts: &[Dictionary], out: W) -> Result<W, String> {
     let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
     check_header(&frame, e)?;
     let prefix = frame.prefix_len as usize;
-    let mut d = ContentDecoder::new(frame, out).map_err(|x| x.to_string())?;
+    let dict = dicts.iter().find(|d| d.id() == frame.header.dict_id);
+    let mut d = ContentDecoder::with_dictionary(frame, dict, out).map_err(|x| x.to_string())?;
     d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
     d.finish().map_err(|x| x.to_string())
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::Stream;
-use haypack_format::{Codec, Container, ContentDecoder, Entry, RecordFrame, RecordHeader};
+use haypack_format::{Codec, Container, ContentDecoder, Dictionary, Entry, RecordFrame, RecordHeader};
 
 use crate::{Archive, CHUNK, Error, Result, WHOLE_RECORD, check_header};
 
@@ -127,7 +127,8 @@ impl Record {
             (Container::Gzip, Codec::Gzip) => Some("gzip"),
             // RFC 9659 asks decoders for an 8 MiB window only; a frame's window is at most its
             // content size.
-            (Container::Zstd, Codec::Zstd) if h.raw_len <= ZSTD_HTTP_WINDOW => Some("zstd"),
+            // A frame compressed against the archive's dictionary means nothing to a client without it.
+            (Container::Zstd, Codec::Zstd) if h.raw_len <= ZSTD_HTTP_WINDOW && h.dict_id == 0 => Some("zstd"),
             _ => None,
         }
     }
@@ -143,7 +144,9 @@ impl Record {
             return self.decode_zstd_whole();
         }
         let cap = self.frame.header.raw_len.min(WHOLE_RECORD) as usize;
-        let mut decoder = ContentDecoder::new(self.frame.clone(), Vec::with_capacity(cap)).map_err(|e| self.fail(e))?;
+        let mut decoder =
+            ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), Vec::with_capacity(cap))
+                .map_err(|e| self.fail(e))?;
         decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
         let mut at = self.bytes.len() as u64;
         while at < self.entry.len {
@@ -166,7 +169,8 @@ impl Record {
             let start = self.frame.prefix_len as usize;
             return Ok(Some(self.bytes.slice(start..start + self.frame.header.stored_len as usize)));
         }
-        let mut decoder = ContentDecoder::new(self.frame.clone(), std::io::sink()).map_err(|e| self.fail(e))?;
+        let mut decoder = ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), std::io::sink())
+            .map_err(|e| self.fail(e))?;
         decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
         decoder.finish().map_err(|e| self.fail(e))?;
         Ok(Some(self.bytes.clone()))
@@ -179,7 +183,8 @@ impl Record {
     /// wrong one).
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
         let out = SharedBuf::default();
-        let decoder = ContentDecoder::new(self.frame.clone(), out.clone()).map_err(|e| self.fail(e));
+        let decoder = ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), out.clone())
+            .map_err(|e| self.fail(e));
         let pending = self.bytes.slice(self.frame.prefix_len as usize..);
         let at = self.bytes.len() as u64;
         let state = Streaming { record: self, decoder: Some(decoder), out, pending, at };
@@ -192,13 +197,30 @@ impl Record {
         })
     }
 
-    /// Decodes a zstd record held whole with this thread's decompression context. Making a
-    /// context per record (what the streaming decoder does) costs more than decoding a small
-    /// record: a server answering many small requests spends its time there. The checks are the
-    /// streaming decoder's: exactly `raw_len` bytes, and their CRC-32C.
+    /// The archive's dictionary this record was compressed against, if any.
+    fn dictionary(&self) -> Option<&Dictionary> {
+        match self.frame.header.dict_id {
+            0 => None,
+            id => self.archive.manifest().dictionary(id),
+        }
+    }
+
+    /// Decodes a zstd record held whole with one of this thread's decompression contexts. Making
+    /// a context per record (what the streaming decoder does) costs more than decoding a small
+    /// record: a server answering many small requests spends its time there. A context keeps
+    /// the dictionary it was made with, so there is one per dictionary (and one for none). The
+    /// checks are the streaming decoder's: exactly `raw_len` bytes, and their CRC-32C.
     fn decode_zstd_whole(&self) -> Result<Vec<u8>> {
+        /// Contexts per thread: an archive has one dictionary, or a few across generations.
+        const CONTEXTS: usize = 4;
+        type Contexts = Vec<((u32, u32), zstd::bulk::Decompressor<'static>)>;
         thread_local! {
-            static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+            static DCTX: RefCell<Contexts> = const { RefCell::new(Vec::new()) };
+        }
+        let dict = self.dictionary();
+        if dict.is_none() && self.frame.header.dict_id != 0 {
+            let detail = format!("dictionary {} is not in this archive", self.frame.header.dict_id);
+            return Err(self.archive.record_corrupt(&self.entry, detail));
         }
         let h = &self.frame.header;
         let start = self.frame.prefix_len as usize;
@@ -211,13 +233,24 @@ impl Record {
         })?;
         // The capacity is the limit: content longer than the header says fails to decode.
         let mut out = Vec::with_capacity(h.raw_len as usize);
+        let key = dict.map_or((0, 0), |d| (d.id(), d.crc32c()));
         DCTX.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            let dctx = match &mut *slot {
-                Some(d) => d,
-                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            let mut contexts = cell.borrow_mut();
+            let at = match contexts.iter().position(|(k, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    let dctx = match dict {
+                        Some(d) => zstd::bulk::Decompressor::with_dictionary(d.bytes())?,
+                        None => zstd::bulk::Decompressor::new()?,
+                    };
+                    if contexts.len() == CONTEXTS {
+                        contexts.remove(0);
+                    }
+                    contexts.push((key, dctx));
+                    contexts.len() - 1
+                }
             };
-            dctx.decompress_to_buffer(encoded, &mut out)
+            contexts[at].1.decompress_to_buffer(encoded, &mut out)
         })
         .map_err(|e| self.archive.record_corrupt(&self.entry, format!("record content: {e}")))?;
         if out.len() as u64 != h.raw_len {

@@ -151,7 +151,7 @@ impl Archive {
                 crc = crc32c::crc32c_append(crc, &run);
                 for e in &entries[i..j] {
                     let bytes = &run[(e.offset - pos) as usize..(e.offset - pos + e.len) as usize];
-                    decode_whole(bytes, e, std::io::sink())
+                    decode_whole(bytes, e, &self.manifest.dictionaries, std::io::sink())
                         .map_err(|p| format!("record {:?} at offset {}: {p}", e.key, e.offset))?;
                 }
                 report.records += (j - i) as u64;
@@ -178,7 +178,7 @@ impl Archive {
     async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, String> {
         let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
         let end = e.offset + e.len;
-        let mut check = RecordCheck::new(e);
+        let mut check = RecordCheck::new(e, &self.manifest.dictionaries);
         let mut pos = e.offset;
         while pos < end {
             let next = (pos + CHUNK).min(end);

@@ -74,3 +74,23 @@ async fn v2_archive_with_changes_reads_forever() {
     let report = archive.verify().await.expect("verify runs");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+/// Version 2 with a trained dictionary: `src-dict` packed with `--dict`.
+#[tokio::test]
+async fn v2_archive_with_a_dictionary_reads_forever() {
+    let store = Arc::new(LocalStore::new(golden().join("v2-zstd-dict")));
+    let archive = Archive::open(store).await.expect("golden archive opens");
+    let m = archive.manifest();
+    assert_eq!((m.version, m.records, m.dictionaries.len()), (2, 40, 1));
+    let pack = std::fs::read(golden().join("v2-zstd-dict").join(&m.packs[0].name)).expect("pack");
+    let mut with_dict = 0;
+    for e in archive.list("").await.expect("list") {
+        let expected = std::fs::read(golden().join("src-dict").join(&e.key)).expect("golden source file");
+        assert_eq!(archive.get(&e.key).await.expect("get"), expected, "{}", e.key);
+        let frame = haypack_format::RecordFrame::parse(&pack[e.offset as usize..]).expect("record");
+        with_dict += usize::from(frame.header.dict_id == 1);
+    }
+    assert!(with_dict > 30, "most records were compressed against the dictionary: {with_dict}");
+    let report = archive.verify().await.expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -147,3 +147,35 @@ async fn pages_cross_index_blocks() {
     }
     assert_eq!(n, 30_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_compressed_with_a_dictionary_decode_and_are_never_sent_as_plain_zstd() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..400 {
+        let path = src.path().join(format!("r/{i:04}.json"));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let body = format!("{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"alpha\",\"beta\"],\"ok\":true}}\n");
+        fs::write(path, body).unwrap();
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dest.path()));
+    let opts = PackOptions { dictionary: haypack_pack::DictChoice::On, ..PackOptions::default() };
+    haypack_pack::pack(src.path(), store.clone(), opts, Arc::new(())).await.unwrap();
+    let archive = Arc::new(Archive::open(store).await.unwrap());
+    let mut with_dict = 0;
+    for i in (0..400).step_by(37) {
+        let key = format!("r/{i:04}.json");
+        let expected = fs::read(src.path().join(&key)).unwrap();
+        let rec = archive.record(&key, Want::Content).await.unwrap();
+        if rec.header().dict_id != 0 {
+            with_dict += 1;
+            assert_eq!(rec.content_encoding(), None, "a dictionary frame is useless to a client");
+            assert_eq!(rec.encoded().unwrap(), None);
+        }
+        assert_eq!(rec.content().await.unwrap(), expected);
+        let streamed: Vec<u8> =
+            rec.into_stream().collect::<Vec<_>>().await.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+        assert_eq!(streamed, expected);
+    }
+    assert!(with_dict > 0, "the test needs records compressed with the dictionary");
+}

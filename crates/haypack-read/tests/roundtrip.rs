@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use haypack_format::{Compression, Container, RecordFrame};
-use haypack_pack::{PackOptions, pack};
+use haypack_pack::{DictChoice, PackOptions, pack};
 use haypack_read::{Archive, Error};
 use haypack_store::LocalStore;
 use proptest::prelude::*;
@@ -123,6 +123,7 @@ proptest! {
         files in prop::collection::vec(file(), 1..=40),
         codec in 0..3u8,
         small_packs in any::<bool>(),
+        dict in any::<bool>(),
     ) {
         let tree = tree_of(files);
         let compression = match codec {
@@ -133,6 +134,7 @@ proptest! {
         let opts = PackOptions {
             compression,
             pack_size: if small_packs { 64 << 10 } else { PackOptions::default().pack_size },
+            dictionary: if dict { DictChoice::Auto } else { DictChoice::Off },
             ..PackOptions::default()
         };
         runtime().block_on(async {
@@ -170,6 +172,55 @@ proptest! {
             prop_assert!(on_disk == tree, "extracted files differ: {:?}", on_disk.keys().collect::<Vec<_>>());
             Ok(())
         })?;
+    }
+}
+
+#[tokio::test]
+async fn a_trained_dictionary_shrinks_small_records_and_every_reader_uses_it() {
+    // 300 small JSON records that share their shape, as a dictionary expects.
+    let tree: BTreeMap<String, Vec<u8>> = (0..300)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id": {i}, "kind": "order", "customer": {{"name": "customer {}", "tier": "{}"}}, "items": [{{"sku": "sku-{}", "qty": {}}}], "status": "shipped"}}"#,
+                i % 37,
+                ["gold", "silver", "bronze"][i % 3],
+                i * 7 % 101,
+                i % 5 + 1
+            );
+            (format!("orders/{i:04}.json"), json.into_bytes())
+        })
+        .collect();
+    let (_plain_tmp, plain) = pack_tree(&tree, PackOptions::default()).await;
+    let opts = PackOptions { dictionary: DictChoice::On, ..PackOptions::default() };
+    let (tmp, arch) = pack_tree(&tree, opts).await;
+    let (plain, archive) = (open(&plain).await.expect("open"), open(&arch).await.expect("open"));
+    let m = archive.manifest();
+    assert_eq!(m.dictionaries.len(), 1);
+    assert!(
+        m.pack_bytes() * 10 < plain.manifest().pack_bytes() * 6,
+        "{} bytes with the dictionary, {} without",
+        m.pack_bytes(),
+        plain.manifest().pack_bytes()
+    );
+    for (key, bytes) in &tree {
+        assert_eq!(&archive.get(key).await.expect("get"), bytes, "{key}");
+    }
+    let report = archive.verify().await.expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let out = tmp.path().join("out");
+    archive.extract(&out, "", |_| {}).await.expect("extract");
+    assert!(files_under(&out) == tree, "extract reads through the dictionary too");
+
+    // A manifest that lost its dictionary: the records say which one they need.
+    let path = arch.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
+    json.as_object_mut().expect("object").remove("dictionaries");
+    fs::write(&path, serde_json::to_vec(&json).expect("json")).expect("write");
+    match open(&arch).await.expect("open").get("orders/0001.json").await {
+        Err(Error::Corrupt { detail, .. }) => {
+            assert!(detail.contains("dictionary 1 is not in this archive"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
     }
 }
 

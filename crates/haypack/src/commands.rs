@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry};
-use haypack_pack::{CompactOptions, PackOptions, PushOptions};
+use haypack_pack::{CompactOptions, DictChoice, PackOptions, PushOptions};
 use haypack_read::Archive;
 use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
 use crate::human::bytes;
 use crate::progress::Bar;
-use crate::{Cli, CodecArg, Command, PackingArgs, S3Args};
+use crate::{Cli, CodecArg, Command, DictArg, DictCommand, PackingArgs, S3Args};
 
 /// What every subcommand may need: how loud to be and how to reach S3.
 pub struct Ctx {
@@ -69,7 +69,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let ctx = &Ctx { quiet: cli.quiet, s3, cache_dir };
     match cli.command {
-        Command::Pack { src, dest, packing, force } => pack(ctx, &src, &dest, packing.options(force)).await,
+        Command::Pack { src, dest, packing, dict, force } => {
+            let dictionary = match dict {
+                DictArg::Off => DictChoice::Off,
+                DictArg::On => DictChoice::On,
+                DictArg::Auto => DictChoice::Auto,
+            };
+            pack(ctx, &src, &dest, PackOptions { dictionary, ..packing.options(force) }).await
+        }
+        Command::Dict(DictCommand::Export { archive, output }) => dict_export(ctx, &archive, &output).await,
         Command::Add { archive, src, prefix, packing } => {
             add(ctx, &archive, &src, &prefix, packing.options(false)).await
         }
@@ -115,7 +123,7 @@ impl PackingArgs {
             },
             CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
         };
-        PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force }
+        PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force, ..PackOptions::default() }
     }
 }
 
@@ -241,6 +249,24 @@ async fn gc(ctx: &Ctx, location: &str, grace: Duration) -> Result<ExitCode> {
                 0 => String::new(),
                 n => format!("; {n} retired object(s) wait out the grace period"),
             }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dict_export(ctx: &Ctx, location: &str, output: &Path) -> Result<ExitCode> {
+    let archive = ctx.open(location).await?;
+    let Some(dict) = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()) else {
+        bail!("{location} has no dictionary: its packs decompress with plain `zstd -dc`");
+    };
+    std::fs::write(output, dict.bytes()).with_context(|| format!("writing {}", output.display()))?;
+    if !ctx.quiet {
+        eprintln!(
+            "wrote dictionary {} ({}) to {}; read a pack with: zstd -D {} -dc PACK",
+            dict.id(),
+            bytes(dict.bytes().len() as u64),
+            output.display(),
+            output.display()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -547,6 +573,7 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
             "index_bytes_per_record": per_record(m.live_index_bytes()),
             "manifest_bytes": m.to_json().len(),
             "retired_objects": m.retired.len(),
+            "dictionary_bytes": m.dictionaries.iter().map(|d| d.bytes().len()).sum::<usize>(),
             "created_by": m.created_by,
             "pack_list": packs,
         });
@@ -579,6 +606,14 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
     )?;
     if !m.retired.is_empty() {
         writeln!(out, "retired      {} object(s), kept for older readers until `haypack gc`", m.retired.len())?;
+    }
+    for d in &m.dictionaries {
+        writeln!(
+            out,
+            "dictionary   {} ({}); for stock zstd: haypack dict export ARCHIVE -o FILE, then zstd -D FILE -dc PACK",
+            d.id(),
+            bytes(d.bytes().len() as u64)
+        )?;
     }
     for p in &m.packs {
         writeln!(

@@ -1295,3 +1295,64 @@ fn add_rm_compact_and_gc_from_the_command_line() {
         .code(2)
         .stderr(predicate::str::contains("not a duration"));
 }
+
+#[test]
+fn a_dictionary_archive_reads_back_and_stock_zstd_reads_it_with_the_exported_dictionary() {
+    let mut tree = Tree::new();
+    for i in 0..120 {
+        let json = format!(r#"{{"id": {i}, "user": "user-{}", "tags": ["a", "b"], "ok": true}}"#, i % 17);
+        tree.insert(format!("rows/{i:04}.json"), spec(json.into_bytes(), 0o644, 1_600_000_000 + i, 0));
+    }
+    let (tmp, src) = setup(&tree);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    pack_ok(&src, &one, &["-q", "--dict"]);
+    pack_ok(&src, &two, &["-q", "--dict=on"]);
+    assert!(files_under(&one) == files_under(&two));
+    for f in files_under(&one) {
+        assert!(fs::read(one.join(&f)).expect("one") == fs::read(two.join(&f)).expect("two"), "{f:?} differs");
+    }
+    let info = String::from_utf8(stdout_of(haypack().arg("info").arg(&one))).expect("UTF-8");
+    assert!(info.contains("dictionary   1 ("), "{info}");
+    assert_eq!(stdout_of(haypack().arg("get").arg(&one).arg("rows/0042.json")), tree["rows/0042.json"].content);
+
+    let dict = tmp.path().join("archive.zdict");
+    haypack().args(["dict", "export"]).arg(&one).arg("-o").arg(&dict).assert().success();
+    let concatenated: Vec<u8> = tree.values().flat_map(|s| s.content.clone()).collect();
+    if have("zstd") {
+        let pack = &pack_files(&one)[0];
+        let out = std::process::Command::new("zstd").arg("-D").arg(&dict).arg("-dc").arg(pack).output().expect("zstd");
+        assert!(out.status.success(), "zstd -D: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == concatenated, "zstd -D DICT -dc prints the files in key order");
+        let plain = std::process::Command::new("zstd").arg("-dc").arg(pack).output().expect("zstd");
+        assert!(!plain.status.success(), "without the dictionary stock zstd cannot decode the records");
+    }
+
+    // New records added later share the archive's dictionary.
+    let more = tmp.path().join("more");
+    let mut extra = Tree::new();
+    extra.insert("rows/9999.json".into(), spec(br#"{"id": 9999, "user": "user-3", "ok": true}"#.to_vec(), 0o644, 0, 0));
+    write_tree(&more, &extra);
+    haypack().arg("-q").arg("add").arg(&one).arg(&more).assert().success();
+    assert_eq!(stdout_of(haypack().arg("get").arg(&one).arg("rows/9999.json")), extra["rows/9999.json"].content);
+    haypack().arg("-q").arg("verify").arg(&one).assert().success();
+
+    // Too few files to learn from; and an archive without a dictionary has none to export.
+    let (tmp2, few) = setup(&sample_tree());
+    haypack()
+        .args(["pack", "--dict"])
+        .arg(&few)
+        .arg(tmp2.path().join("a"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot train a dictionary"))
+        .stderr(predicate::str::contains("at least 16 are needed"));
+    pack_ok(&few, &tmp2.path().join("b"), &["-q", "--dict=auto"]);
+    haypack()
+        .args(["dict", "export"])
+        .arg(tmp2.path().join("b"))
+        .arg("-o")
+        .arg(tmp2.path().join("d"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has no dictionary"));
+}
