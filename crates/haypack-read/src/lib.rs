@@ -35,6 +35,8 @@ use std::sync::{Arc, Mutex};
 use haypack_format::{ContentDecoder, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
 use haypack_store::Store;
 
+#[doc(hidden)]
+pub use crate::batch::plan_counts;
 pub use crate::error::{Error, Result};
 pub use crate::extract::{ExtractReport, safe_path};
 pub use crate::verify::VerifyReport;
