@@ -44,6 +44,12 @@ fn index_block(c: &mut Criterion) {
     let entries = full_block();
     let block = encode_block(&entries).expect("encodes");
     let probe: Vec<&str> = entries.iter().step_by(entries.len() / 64).map(|e| e.key.as_str()).collect();
+    println!(
+        "index block: {} entries, {} bytes, {:.2} bytes/entry",
+        entries.len(),
+        block.len(),
+        block.len() as f64 / entries.len() as f64
+    );
     let mut g = c.benchmark_group("index_block");
     g.throughput(Throughput::Elements(entries.len() as u64));
     g.bench_function("encode", |b| b.iter(|| encode_block(black_box(&entries)).expect("encodes")));
@@ -67,12 +73,6 @@ fn index_block(c: &mut Criterion) {
         })
     });
     g.finish();
-    println!(
-        "index block: {} entries, {} bytes, {:.2} bytes/entry",
-        entries.len(),
-        block.len(),
-        block.len() as f64 / entries.len() as f64
-    );
 }
 
 /// Deterministic content of three kinds, like scripts/gen-corpus.py writes.

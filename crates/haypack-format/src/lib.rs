@@ -37,7 +37,7 @@ pub use crate::codec::{
     Compression, ContentDecoder, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta,
     decode_record, encode_record,
 };
-pub use crate::entries::{Entry, decode_block, encode_block};
+pub use crate::entries::{BlockBuilder, Entry, decode_block, encode_block};
 pub use crate::error::{Error, Result};
 pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};
 pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};

@@ -307,7 +307,7 @@ impl Packer {
         }
         self.write_batch(&mut batch, &mut pack, &mut index)?;
         if let Some(p) = pack.take() {
-            self.finish_pack(p, &mut index)?;
+            self.finish_pack(p)?;
         }
         if self.packs.is_empty() {
             return Err(Error::EmptySource { src: src.to_owned(), skipped: self.skipped.len() });
@@ -348,13 +348,13 @@ impl Packer {
         Ok(pack.as_mut().expect("just created"))
     }
 
-    fn finish_pack(&mut self, pack: PackWriter, index: &mut IndexWriter) -> Result<()> {
+    fn finish_pack(&mut self, pack: PackWriter) -> Result<()> {
         let name = pack.name().to_owned();
-        let (pack_ref, entries, finished) = pack.finish()?;
+        let (pack_ref, finished) = pack.finish()?;
         tracing::debug!("finished {name}: {} records, {} bytes", pack_ref.records, pack_ref.size);
         self.record(name, &finished);
         self.packs.push(pack_ref);
-        index.extend(entries)
+        Ok(())
     }
 
     /// Reads and compresses a batch of small files in parallel, then appends them in order.
@@ -391,16 +391,18 @@ impl Packer {
     ) -> Result<()> {
         let own_pack = header.raw_len > self.opts.pack_size;
         if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
-            self.finish_pack(p, index)?;
+            self.finish_pack(p)?;
         }
         let p = self.current_pack(pack)?;
         let start = p.len();
         write(p)?;
-        p.add_entry(header, start);
+        // The archive index takes each entry at once (records arrive in key order), so no
+        // pack's entries are held until the pack ends.
+        index.push(p.add_entry(header, start)?)?;
         self.progress.packed(1, header.raw_len);
         if own_pack || p.len() >= self.opts.pack_size {
             let full = pack.take().expect("current pack");
-            self.finish_pack(full, index)?;
+            self.finish_pack(full)?;
         }
         Ok(())
     }

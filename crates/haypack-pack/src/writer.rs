@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use haypack_format::{BlockRef, Container, Entry, Footer, IndexRef, Meta, PackRef, RecordHeader, encode_block};
+use haypack_format::{
+    BlockBuilder, BlockRef, Container, Entry, Footer, IndexRef, Meta, PackRef, RecordHeader, encode_block,
+};
 use haypack_store::{Finished, ObjectWriter, Store};
 
 use crate::Result;
@@ -17,14 +19,16 @@ pub(crate) struct PackWriter {
     offset: u64,
     crc32c: u32,
     raw_bytes: u64,
-    entries: Vec<Entry>,
+    /// The pack's own index, encoded as records arrive: entries themselves would cost ~150
+    /// bytes each for the life of the pack, which for tiny files holds millions of records.
+    index: BlockBuilder,
 }
 
 impl PackWriter {
     pub fn create(store: &dyn Store, id: u32, container: Container, resume: bool) -> Result<Self> {
         let name = format!("packs/{id:06}.hpk.{}", container.name());
         let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
-        Ok(PackWriter { id, name, container, out, offset: 0, crc32c: 0, raw_bytes: 0, entries: Vec::new() })
+        Ok(PackWriter { id, name, container, out, offset: 0, crc32c: 0, raw_bytes: 0, index: BlockBuilder::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -37,7 +41,7 @@ impl PackWriter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -47,10 +51,10 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Records that the record whose header is `h` spans `start..self.len()`.
-    pub fn add_entry(&mut self, h: &RecordHeader, start: u64) {
-        self.raw_bytes += h.raw_len;
-        self.entries.push(Entry {
+    /// Records that the record whose header is `h` spans `start..self.len()`, and returns its
+    /// entry for the archive index (tagged with this pack's id).
+    pub fn add_entry(&mut self, h: &RecordHeader, start: u64) -> Result<Entry> {
+        let mut entry = Entry {
             key: h.key.clone(),
             pack: 0,
             offset: start,
@@ -59,17 +63,22 @@ impl PackWriter {
             mtime: h.mtime,
             mode: h.mode,
             content_type: h.content_type.clone(),
-        });
+        };
+        self.index.push(&entry)?;
+        self.raw_bytes += h.raw_len;
+        entry.pack = self.id;
+        Ok(entry)
     }
 
-    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry,
-    /// its records' index entries (tagged with the pack id) and how the object got there.
-    pub fn finish(mut self) -> Result<(PackRef, Vec<Entry>, Finished)> {
-        let payload = encode_block(&self.entries)?;
+    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry
+    /// and how the object got there.
+    pub fn finish(mut self) -> Result<(PackRef, Finished)> {
+        let records = self.index.len();
+        let payload = std::mem::take(&mut self.index).finish()?;
         let framed = self.container.meta(Meta::Index, &payload);
         let footer = Footer {
             container: self.container,
-            records: self.entries.len() as u64,
+            records,
             index_offset: self.offset,
             index_len: framed.len() as u64,
             index_crc32c: crc32c::crc32c(&payload),
@@ -82,14 +91,11 @@ impl PackWriter {
             id: self.id,
             name: self.name,
             size: self.offset,
-            records: self.entries.len() as u64,
+            records,
             raw_bytes: self.raw_bytes,
             crc32c: self.crc32c,
         };
-        for e in &mut self.entries {
-            e.pack = self.id;
-        }
-        Ok((pack, self.entries, finished))
+        Ok((pack, finished))
     }
 }
 
@@ -123,14 +129,12 @@ impl IndexWriter {
         &self.name
     }
 
-    /// Adds entries whose keys are greater than every key added before.
-    pub fn extend(&mut self, entries: Vec<Entry>) -> Result<()> {
-        for e in entries {
-            self.pending_bytes += e.key.len() + 24;
-            self.pending.push(e);
-            if self.pending_bytes >= INDEX_BLOCK_TARGET {
-                self.flush()?;
-            }
+    /// Adds an entry whose key is greater than every key added before.
+    pub fn push(&mut self, e: Entry) -> Result<()> {
+        self.pending_bytes += e.key.len() + 24;
+        self.pending.push(e);
+        if self.pending_bytes >= INDEX_BLOCK_TARGET {
+            self.flush()?;
         }
         Ok(())
     }
