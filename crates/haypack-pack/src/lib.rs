@@ -237,6 +237,26 @@ struct Encoded {
     bytes: Vec<u8>,
 }
 
+/// A batch of small files being read and compressed in parallel on the rayon pool.
+struct Encoding(std::sync::mpsc::Receiver<Vec<Result<Encoded>>>);
+
+impl Encoding {
+    fn start(batch: Vec<FileItem>, compression: Compression) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let encoded = batch.par_iter().map(|item| encode_small(item, compression)).collect();
+            // The receiver is gone only if packing already failed: nothing is waiting.
+            let _ = tx.send(encoded);
+        });
+        Encoding(rx)
+    }
+
+    /// The batch's records, in the batch's order.
+    fn wait(self) -> Vec<Result<Encoded>> {
+        self.0.recv().expect("the encoding task does not panic")
+    }
+}
+
 struct Packer {
     store: Arc<dyn Store>,
     opts: PackOptions,
@@ -280,6 +300,11 @@ impl Packer {
         let mut pack: Option<PackWriter> = None;
         let mut batch: Vec<FileItem> = Vec::new();
         let mut batch_bytes = 0;
+        // The batch being read and compressed on the rayon pool while this thread walks on and
+        // appends the batch before it: walking and appending are single-threaded, and without
+        // the overlap they leave the other cores idle.
+        let mut encoding: Option<Encoding> = None;
+        let compression = self.opts.compression;
         for found in walk::walk(src, self.opts.follow_symlinks) {
             let item = match found {
                 Found::File(item) => item,
@@ -293,7 +318,11 @@ impl Packer {
                 }
             };
             if item.len > STREAM_THRESHOLD {
-                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                if let Some(prev) = encoding.take() {
+                    self.write_batch(prev.wait(), &mut pack, &mut index)?;
+                }
+                let rest = Encoding::start(std::mem::take(&mut batch), compression);
+                self.write_batch(rest.wait(), &mut pack, &mut index)?;
                 batch_bytes = 0;
                 self.write_large(item, &mut pack, &mut index)?;
                 continue;
@@ -301,11 +330,18 @@ impl Packer {
             batch_bytes += item.len;
             batch.push(item);
             if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
-                self.write_batch(&mut batch, &mut pack, &mut index)?;
+                let next = Encoding::start(std::mem::take(&mut batch), compression);
+                if let Some(prev) = encoding.replace(next) {
+                    self.write_batch(prev.wait(), &mut pack, &mut index)?;
+                }
                 batch_bytes = 0;
             }
         }
-        self.write_batch(&mut batch, &mut pack, &mut index)?;
+        if let Some(prev) = encoding.take() {
+            self.write_batch(prev.wait(), &mut pack, &mut index)?;
+        }
+        let rest = Encoding::start(batch, compression);
+        self.write_batch(rest.wait(), &mut pack, &mut index)?;
         if let Some(p) = pack.take() {
             self.finish_pack(p)?;
         }
@@ -357,16 +393,13 @@ impl Packer {
         Ok(())
     }
 
-    /// Reads and compresses a batch of small files in parallel, then appends them in order.
+    /// Appends a batch of encoded small files in order.
     fn write_batch(
         &mut self,
-        batch: &mut Vec<FileItem>,
+        encoded: Vec<Result<Encoded>>,
         pack: &mut Option<PackWriter>,
         index: &mut IndexWriter,
     ) -> Result<()> {
-        let compression = self.opts.compression;
-        let encoded: Vec<Result<Encoded>> = batch.par_iter().map(|item| encode_small(item, compression)).collect();
-        batch.clear();
         for enc in encoded {
             let enc = match enc {
                 Ok(enc) => enc,
