@@ -357,14 +357,24 @@ def s3_section(rep, s3):
             ["haypack get, warm index", f"{s3['read_warm_get_p50_ms']:.2f}", f"{s3['read_warm_get_p99_ms']:.2f}", f"{s3['read_warm_get_requests']:.2f}"],
             ["haypack get, cold", f"{s3['read_cold_get_p50_ms']:.2f}", f"{s3['read_cold_get_p99_ms']:.2f}", f"{s3['read_cold_get_requests']:.2f}"],
             ["GET of the same file as a loose object", f"{s3['read_loose_get_p50_ms']:.2f}", f"{s3['read_loose_get_p99_ms']:.2f}", "1"],
+        ]
+        + [
+            [f"… loose objects {what} ({s3[f'read_loose_{key}_count']:,} of the reads)", f"{s3[f'read_loose_{key}_get_p50_ms']:.2f}", "", "1"]
+            for key, what in [("inline", "≤ 3 KiB, inline in Garage's metadata"), ("blocks", "> 3 KiB, in Garage's data blocks")]
+            if f"read_loose_{key}_count" in s3
         ],
     )
     warm = s3["read_warm_get_p50_ms"] / s3["read_loose_get_p50_ms"]
+    like = s3["read_warm_get_p50_ms"] / s3["read_loose_blocks_get_p50_ms"] if "read_loose_blocks_get_p50_ms" in s3 else None
     rep.say(
-        f"Warm get / loose GET at p50: **{warm:.2f}×**. Every GET against this Garage takes ~40 ms on loopback, for haypack",
-        "and the loose object alike: Nagle on the server's kept-alive connections against the client's delayed ACK",
-        "(`curl --aws-sigv4`, a fresh connection per request, gets the same range in ~1 ms). The ratio is the number",
-        "to read; against AWS, first-byte latency dominates both.",
+        f"Warm get / loose GET at p50: **{warm:.2f}×**"
+        + (f"; against loose objects that Garage also serves from its data blocks, **{like:.2f}×**." if like else "."),
+        "On this Garage a GET answered from its data blocks takes ~40 ms on loopback, whoever asks: the headers and",
+        "the body leave in separate writes, and Nagle on the server's kept-alive connection waits for the client's",
+        "delayed ACK. Objects up to 3 KiB live inline in Garage's metadata and come back in one write, in ~1–2 ms.",
+        "A pack is always block-stored, so a haypack range read pays the stall on every request; loose small files",
+        "often do not. Against AWS, where first-byte latency (10–200 ms) dominates both, the like-for-like ratio is",
+        "the one to expect.",
         "",
     )
     ex = s3["s5down_s"] / s3["read_extract_s"]
@@ -398,7 +408,13 @@ def s3_section(rep, s3):
     rep.goals += [
         ["get N small files into S3, wall time", "`s5cmd cp`", "≥ 20× faster", f"{speed:.1f}×", verdict(speed >= 20)],
         ["PUT requests for the same", "s5cmd", "≤ 1/1000", f"1/{fewer:,.0f} ({s3['hp_puts']} vs {s3['files']:,})", verdict(fewer >= 1000)],
-        ["warm single `get` over S3, p50", "GET of the loose object", "≤ 1.5×", f"{warm:.2f}×", verdict(warm <= 1.5)],
+        [
+            "warm single `get` over S3, p50",
+            "GET of the loose object",
+            "≤ 1.5×",
+            f"{warm:.2f}×" + (f" ({like:.2f}× against block-stored loose objects)" if like else ""),
+            verdict(warm <= 1.5),
+        ],
         ["cold `get` over S3", "—", "≤ 3 GETs", f"{s3['read_cold_get_requests']:.2f}", verdict(s3["read_cold_get_requests"] <= 3)],
         ["extract the whole archive from S3", "`s5cmd cp` down", "≥ 5× faster", f"{ex:.1f}×", verdict(ex >= 5)],
     ]

