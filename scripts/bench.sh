@@ -12,7 +12,7 @@
 # A section's results go to target/bench/results/SECTION*.txt (`name value` lines); the report
 # uses the newest results of every section, so one section can be re-run alone.
 #
-# Environment: BENCH_RUNS (3) runs per measurement, medians reported; BENCH_BIG_RUNS (1) for the
+# Environment: BENCH_RUNS (3) runs per measurement, medians reported; BENCH_BIG_RUNS (2) for the
 # 1M corpus; BENCH_SIZES ("10000 100000 1000000"); BENCH_TREE (a real tree; default the cargo
 # registry sources); BENCH_S3_FILES (100000); BENCH_AWS_FILES (10000: the aws CLI manages a few
 # hundred files/s). Corpora are made by scripts/gen-corpus.py once and kept in
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=${BENCH_RUNS:-3}
-big_runs=${BENCH_BIG_RUNS:-1}
+big_runs=${BENCH_BIG_RUNS:-2}
 sizes=${BENCH_SIZES:-10000 100000 1000000}
 s3_files=${BENCH_S3_FILES:-100000}
 aws_files=${BENCH_AWS_FILES:-10000}
@@ -38,7 +38,8 @@ command -v zstd >/dev/null || { log "needs zstd"; exit 1; }
 [ -x /usr/bin/time ] || { log "needs GNU time (/usr/bin/time)"; exit 1; }
 mkdir -p "$results" "$archives" "$corpora"
 work=$(mktemp -d)
-trap 'kill "${GARAGE_PID:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Only a Garage this script started is stopped (`kill 0` would signal the caller's whole group).
+trap 'if [ -n "${GARAGE_PID:-}" ]; then kill "$GARAGE_PID" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
@@ -64,18 +65,21 @@ corpus() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# timed FILE CMD...: runs CMD, appends "wall_s peak_rss_kib" to FILE; output goes to $work/out.
+# timed FILE CMD...: runs CMD, appends "wall_s peak_rss_kib user_s sys_s" to FILE; output goes to
+# $work/out.
 timed() {
     local file=$1; shift
-    /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
+    /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
         cat "$work/err" >&2; return 1; }
     cat "$work/time" >> "$file"
 }
 
-# summary NAME FILE: name_s, name_rss_kib (medians) and name_runs (every wall time).
+# summary NAME FILE: name_s, name_rss_kib, name_cpu_s (medians) and name_runs (every wall time).
 summary() {
     echo "$1_s $(cut -d' ' -f1 "$2" | median)"
     echo "$1_rss_kib $(cut -d' ' -f2 "$2" | median)"
+    # CPU time (user + system) barely depends on what else runs: the steadier comparison.
+    echo "$1_cpu_s $(awk '{print $3 + $4}' "$2" | median)"
     echo "$1_runs $(cut -d' ' -f1 "$2" | paste -sd,)"
 }
 
@@ -88,14 +92,20 @@ pack_vs_tar() {
     for i in $(seq "$n"); do
         log "$name: run $i of $n"
         rm -rf "$archive" "$work/tree.tar.zst"
-        timed "$work/hp" target/release/haypack -q pack "$dir" "$archive"
-        timed "$work/tz" sh -c "tar -cf - -C '$dir' . 2>/dev/null | zstd -3 -T0 -q -o '$work/tree.tar.zst'"
+        # Who goes first alternates: the first after a large write may find less in the page cache.
+        if [ $((i % 2)) = 1 ]; then
+            timed "$work/hp" target/release/haypack -q pack "$dir" "$archive"
+            timed "$work/tz" sh -c "tar -cf - -C '$dir' . 2>/dev/null | zstd -3 -T0 -q -o '$work/tree.tar.zst'"
+        else
+            timed "$work/tz" sh -c "tar -cf - -C '$dir' . 2>/dev/null | zstd -3 -T0 -q -o '$work/tree.tar.zst'"
+            timed "$work/hp" target/release/haypack -q pack "$dir" "$archive"
+        fi
     done
     {
         echo "name $name"
         echo "dir $dir"
         echo "files $(find "$dir" -type f | wc -l)"
-        echo "bytes $(find "$dir" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')"
+        echo "bytes $(find "$dir" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')"
         summary hp "$work/hp"
         summary tz "$work/tz"
         echo "hp_pack_bytes $(du -sb "$archive/packs" | cut -f1)"
@@ -157,7 +167,7 @@ if want mem; then
         summary one_pack "$work/one"
         echo "one_pack_packs $(find "$archives/one-pack/packs" -type f | wc -l)"
         echo "large_files $(find "$large" -type f | wc -l)"
-        echo "large_bytes $(find "$large" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')"
+        echo "large_bytes $(find "$large" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')"
         summary large "$work/large"
     } > "$results/mem.txt"
     rm -rf "$archives/one-pack" "$archives/large"
@@ -206,7 +216,7 @@ if want s3; then
     {
         echo "files $s3_files"
         echo "aws_files $aws_files"
-        echo "bytes $(find "$src" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d\n", s}')"
+        echo "bytes $(find "$src" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')"
         summary hp "$work/hp3"
         summary s5up "$work/s5up"
         summary aws "$work/aws"
