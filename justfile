@@ -22,13 +22,14 @@ lint:
 fuzz target:
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time=60
 
-# Measure packing against tar | zstd on a real tree.
-bench *args:
-    scripts/bench-pack.sh {{args}}
+# Run haypack and its peers and rewrite docs/BENCHMARKS.md and docs/img/: `just bench` runs every
+# section, `just bench pack mem` some (see scripts/bench.sh).
+bench *sections:
+    scripts/bench.sh {{sections}}
 
-# Measure S3 upload, reads and extract against s5cmd and the aws CLI on a local Garage.
-bench-s3 *args:
-    scripts/bench-s3.sh {{args}}
+# Only the S3 section: upload, reads and extract against s5cmd and the aws CLI on a local Garage.
+bench-s3:
+    scripts/bench.sh s3
 
 # Measure compaction locally and on a local Garage, against download-and-reupload.
 bench-compact *args:

@@ -324,7 +324,7 @@ impl Copier {
     fn finish_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             let name = w.name().to_owned();
-            let (pack, _, _) = w.finish()?;
+            let (pack, _) = w.finish()?;
             tracing::debug!("compacted into {name}: {} records, {} bytes", pack.records, pack.size);
             self.packs.push(pack);
             self.written.push(name);

@@ -261,6 +261,27 @@ struct Encoded {
     bytes: Vec<u8>,
 }
 
+/// A batch of small files being read and compressed in parallel on the rayon pool.
+struct Encoding(std::sync::mpsc::Receiver<Vec<Result<Encoded>>>);
+
+impl Encoding {
+    fn start(batch: Vec<FileItem>, compression: Compression, dict: Option<Arc<Dictionary>>) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let dict = dict.as_deref();
+            let encoded = batch.par_iter().map(|item| encode_small(item, compression, dict)).collect();
+            // The receiver is gone only if packing already failed: nothing is waiting.
+            let _ = tx.send(encoded);
+        });
+        Encoding(rx)
+    }
+
+    /// The batch's records, in the batch's order.
+    fn wait(self) -> Vec<Result<Encoded>> {
+        self.0.recv().expect("the encoding task does not panic")
+    }
+}
+
 pub(crate) struct Packer {
     store: Arc<dyn Store>,
     opts: PackOptions,
@@ -335,18 +356,24 @@ impl Packer {
     /// Packs the tree and writes the archive index for it, as the object `index_name`.
     fn run_with_index(&mut self, src: &Path, index_name: String) -> Result<(Vec<PackRef>, IndexRef)> {
         let mut index = IndexWriter::create(&*self.store, index_name, self.resume)?;
-        let packs = self.run(src, &mut |entries| index.extend(entries))?;
+        let packs = self.run(src, &mut |entry| index.push(entry))?;
         let (blocks, object) = index.finish()?;
         let (object, finished) = object.expect("a tree with files has index blocks");
         self.record(object.name.clone(), &finished);
         Ok((packs, IndexRef { objects: vec![object], blocks }))
     }
 
-    /// Packs the tree into new packs; hands each pack's index entries, in key order, to `sink`.
-    pub fn run(&mut self, src: &Path, sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<Vec<PackRef>> {
+    /// Packs the tree into new packs; hands each record's index entry, in key order, to `sink`
+    /// as soon as the record is written, so no pack's entries are held until the pack ends.
+    pub fn run(&mut self, src: &Path, sink: &mut dyn FnMut(Entry) -> Result<()>) -> Result<Vec<PackRef>> {
         let mut pack: Option<PackWriter> = None;
         let mut batch: Vec<FileItem> = Vec::new();
         let mut batch_bytes = 0;
+        // The batch being read and compressed on the rayon pool while this thread walks on and
+        // appends the batch before it: walking and appending are single-threaded, and without
+        // the overlap they leave the other cores idle.
+        let mut encoding: Option<Encoding> = None;
+        let compression = self.opts.compression;
         for found in walk::walk(src, self.opts.follow_symlinks) {
             let mut item = match found {
                 Found::File(item) => item,
@@ -363,7 +390,11 @@ impl Packer {
                 item.key.insert_str(0, &self.key_prefix);
             }
             if item.len > STREAM_THRESHOLD {
-                self.write_batch(&mut batch, &mut pack, sink)?;
+                if let Some(prev) = encoding.take() {
+                    self.write_batch(prev.wait(), &mut pack, sink)?;
+                }
+                let rest = Encoding::start(std::mem::take(&mut batch), compression, self.dict.clone());
+                self.write_batch(rest.wait(), &mut pack, sink)?;
                 batch_bytes = 0;
                 self.write_large(item, &mut pack, sink)?;
                 continue;
@@ -371,13 +402,20 @@ impl Packer {
             batch_bytes += item.len;
             batch.push(item);
             if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
-                self.write_batch(&mut batch, &mut pack, sink)?;
+                let next = Encoding::start(std::mem::take(&mut batch), compression, self.dict.clone());
+                if let Some(prev) = encoding.replace(next) {
+                    self.write_batch(prev.wait(), &mut pack, sink)?;
+                }
                 batch_bytes = 0;
             }
         }
-        self.write_batch(&mut batch, &mut pack, sink)?;
+        if let Some(prev) = encoding.take() {
+            self.write_batch(prev.wait(), &mut pack, sink)?;
+        }
+        let rest = Encoding::start(batch, compression, self.dict.clone());
+        self.write_batch(rest.wait(), &mut pack, sink)?;
         if let Some(p) = pack.take() {
-            self.finish_pack(p, sink)?;
+            self.finish_pack(p)?;
         }
         if self.packs.is_empty() {
             return Err(Error::EmptySource { src: src.to_owned(), skipped: self.skipped.len() });
@@ -416,28 +454,23 @@ impl Packer {
         Ok(pack.as_mut().expect("just created"))
     }
 
-    fn finish_pack(&mut self, pack: PackWriter, sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
+    fn finish_pack(&mut self, pack: PackWriter) -> Result<()> {
         let name = pack.name().to_owned();
-        let (pack_ref, entries, finished) = pack.finish()?;
+        let (pack_ref, finished) = pack.finish()?;
         tracing::debug!("finished {name}: {} records, {} bytes", pack_ref.records, pack_ref.size);
         self.record(name, &finished);
         self.packs.push(pack_ref);
         crate::fault::step("pack written");
-        sink(entries)
+        Ok(())
     }
 
-    /// Reads and compresses a batch of small files in parallel, then appends them in order.
+    /// Appends a batch of encoded small files in order.
     fn write_batch(
         &mut self,
-        batch: &mut Vec<FileItem>,
+        encoded: Vec<Result<Encoded>>,
         pack: &mut Option<PackWriter>,
-        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
+        sink: &mut dyn FnMut(Entry) -> Result<()>,
     ) -> Result<()> {
-        let compression = self.opts.compression;
-        let dict = self.dict.as_deref();
-        let encoded: Vec<Result<Encoded>> =
-            batch.par_iter().map(|item| encode_small(item, compression, dict)).collect();
-        batch.clear();
         for enc in encoded {
             let enc = match enc {
                 Ok(enc) => enc,
@@ -457,21 +490,21 @@ impl Packer {
         &mut self,
         header: &RecordHeader,
         pack: &mut Option<PackWriter>,
-        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
+        sink: &mut dyn FnMut(Entry) -> Result<()>,
         write: impl FnOnce(&mut PackWriter) -> Result<()>,
     ) -> Result<()> {
         let own_pack = header.raw_len > self.opts.pack_size;
         if own_pack && let Some(p) = pack.take().filter(|p| !p.is_empty()) {
-            self.finish_pack(p, sink)?;
+            self.finish_pack(p)?;
         }
         let p = self.current_pack(pack)?;
         let start = p.len();
         write(p)?;
-        p.add_entry(header, start);
+        sink(p.add_entry(header, start)?)?;
         self.progress.packed(1, header.raw_len);
         if own_pack || p.len() >= self.opts.pack_size {
             let full = pack.take().expect("current pack");
-            self.finish_pack(full, sink)?;
+            self.finish_pack(full)?;
         }
         Ok(())
     }
@@ -483,7 +516,7 @@ impl Packer {
         &mut self,
         item: FileItem,
         pack: &mut Option<PackWriter>,
-        sink: &mut dyn FnMut(Vec<Entry>) -> Result<()>,
+        sink: &mut dyn FnMut(Entry) -> Result<()>,
     ) -> Result<()> {
         let (header, mut temp, suffix) = match encode_large(&item, self.opts.compression) {
             Ok(done) => done,

@@ -48,7 +48,7 @@ pub async fn add(
     let (packer, packed) = tokio::task::spawn_blocking(move || {
         let mut entries: Vec<Entry> = Vec::new();
         let packs = packer.run(&src, &mut |e| {
-            entries.extend(e);
+            entries.push(e);
             Ok(())
         });
         (packer, packs.map(|p| (p, entries)))

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use haypack_format::{BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, encode_block};
+use haypack_format::{
+    BlockBuilder, BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, encode_block,
+};
 use haypack_store::{Finished, ObjectWriter, Store};
 
 use crate::Result;
@@ -18,7 +20,12 @@ pub(crate) struct PackWriter {
     /// CRC-32C of every byte so far; `None` once the store copied bytes this process never saw.
     crc32c: Option<u32>,
     raw_bytes: u64,
-    entries: Vec<Entry>,
+    /// The pack's own index, encoded as records arrive: entries themselves would cost ~150
+    /// bytes each for the life of the pack, which for tiny files holds millions of records.
+    index: BlockBuilder,
+    /// Entries of records copied by compaction, which arrive out of key order: added to the
+    /// index, sorted, at the end (a compacted pack is at most a pack's worth of them).
+    copied: Vec<Entry>,
 }
 
 impl PackWriter {
@@ -26,7 +33,17 @@ impl PackWriter {
     pub fn create(store: &dyn Store, id: u32, suffix: &str, container: Container, resume: bool) -> Result<Self> {
         let name = format!("packs/{id:06}{suffix}.hpk.{}", container.name());
         let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
-        Ok(PackWriter { id, name, container, out, offset: 0, crc32c: Some(0), raw_bytes: 0, entries: Vec::new() })
+        Ok(PackWriter {
+            id,
+            name,
+            container,
+            out,
+            offset: 0,
+            crc32c: Some(0),
+            raw_bytes: 0,
+            index: BlockBuilder::default(),
+            copied: Vec::new(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -48,7 +65,7 @@ impl PackWriter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty() && self.copied.is_empty()
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -76,14 +93,14 @@ impl PackWriter {
     pub fn add_copied(&mut self, e: &Entry, start: u64) -> Entry {
         self.raw_bytes += e.raw_len;
         let here = Entry { pack: self.id, offset: start, ..e.clone() };
-        self.entries.push(Entry { pack: 0, ..here.clone() });
+        self.copied.push(Entry { pack: 0, ..here.clone() });
         here
     }
 
-    /// Records that the record whose header is `h` spans `start..self.len()`.
-    pub fn add_entry(&mut self, h: &RecordHeader, start: u64) {
-        self.raw_bytes += h.raw_len;
-        self.entries.push(Entry {
+    /// Records that the record whose header is `h` spans `start..self.len()`, and returns its
+    /// entry for the archive index (tagged with this pack's id).
+    pub fn add_entry(&mut self, h: &RecordHeader, start: u64) -> Result<Entry> {
+        let mut entry = Entry {
             key: h.key.clone(),
             pack: 0,
             offset: start,
@@ -92,19 +109,27 @@ impl PackWriter {
             mtime: h.mtime,
             mode: h.mode,
             content_type: h.content_type.clone(),
-        });
+        };
+        self.index.push(&entry)?;
+        self.raw_bytes += h.raw_len;
+        entry.pack = self.id;
+        Ok(entry)
     }
 
-    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry,
-    /// its records' index entries (tagged with the pack id) and how the object got there.
-    pub fn finish(mut self) -> Result<(PackRef, Vec<Entry>, Finished)> {
-        // Records copied by compaction arrive in their old packs' order; the index is by key.
-        self.entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let payload = encode_block(&self.entries)?;
+    /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry
+    /// and how the object got there.
+    pub fn finish(mut self) -> Result<(PackRef, Finished)> {
+        // Copied records arrive in their old packs' order; the pack index is by key.
+        self.copied.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for e in std::mem::take(&mut self.copied) {
+            self.index.push(&e)?;
+        }
+        let records = self.index.len();
+        let payload = std::mem::take(&mut self.index).finish()?;
         let framed = self.container.meta(Meta::Index, &payload);
         let footer = Footer {
             container: self.container,
-            records: self.entries.len() as u64,
+            records,
             index_offset: self.offset,
             index_len: framed.len() as u64,
             index_crc32c: crc32c::crc32c(&payload),
@@ -124,16 +149,13 @@ impl PackWriter {
             id: self.id,
             name: self.name,
             size: self.offset,
-            records: self.entries.len() as u64,
+            records,
             raw_bytes: self.raw_bytes,
             crc32c: self.crc32c,
             dead_records: 0,
             dead_bytes: 0,
         };
-        for e in &mut self.entries {
-            e.pack = self.id;
-        }
-        Ok((pack, self.entries, finished))
+        Ok((pack, finished))
     }
 }
 

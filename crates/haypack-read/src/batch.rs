@@ -47,6 +47,15 @@ fn plan(mut entries: Vec<Entry>) -> (Vec<Run>, Vec<Entry>) {
     (runs, large)
 }
 
+/// How [`Archive::get_many`] would group `entries` into requests, without reading anything:
+/// the number of range requests and the number of records left to stream on their own. Public
+/// so the coalescing can be benchmarked (`benches/coalesce.rs`) without a store.
+#[doc(hidden)]
+pub fn plan_counts(entries: Vec<Entry>) -> (usize, usize) {
+    let (runs, large) = plan(entries);
+    (runs.len(), large.len())
+}
+
 impl Archive {
     /// Reads the records in `entries` and hands each one's verified content to `each`, in
     /// (pack, offset) order, with about (stored bytes / 16 MiB) requests rather than one per

@@ -38,6 +38,8 @@ use std::sync::{Arc, Mutex};
 use haypack_format::{ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
 use haypack_store::Store;
 
+#[doc(hidden)]
+pub use crate::batch::plan_counts;
 pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
 pub use crate::extract::{ExtractReport, safe_path};
@@ -47,6 +49,11 @@ pub use crate::verify::VerifyReport;
 
 /// Index blocks kept decoded in memory.
 const BLOCK_CACHE: usize = 32;
+/// Compressed index blocks kept in memory, in bytes. A compressed block is ~7 bytes per record
+/// against ~150 decoded, so this holds the whole index of an archive of millions of records: a
+/// block that fell out of the decoded cache is decoded again (about a millisecond) instead of
+/// read again (a round trip to the store).
+const RAW_BLOCK_BUDGET: usize = 64 << 20;
 /// The largest an index block may expand to: blocks target 256 KiB, so this only stops a
 /// corrupt or hostile size field from allocating gigabytes.
 const MAX_BLOCK_RAW: usize = 64 << 20;
@@ -71,6 +78,9 @@ pub struct Archive {
 struct BlockCache {
     map: HashMap<usize, Arc<Vec<Entry>>>,
     order: VecDeque<usize>,
+    /// Compressed blocks, kept until [`RAW_BLOCK_BUDGET`] is reached (then no more are added).
+    raw: HashMap<usize, bytes::Bytes>,
+    raw_bytes: usize,
 }
 
 impl Archive {
@@ -170,9 +180,13 @@ impl Archive {
     /// The decoded index block `i` of the root, from the cache or the store. Blocks are what
     /// writers merge changes into; most callers want [`Archive::stat`] or [`Archive::scan`].
     pub async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
-        if let Some(b) = self.blocks.lock().expect("cache lock").map.get(&i) {
-            return Ok(b.clone());
-        }
+        let kept = {
+            let cache = self.blocks.lock().expect("cache lock");
+            if let Some(b) = cache.map.get(&i) {
+                return Ok(b.clone());
+            }
+            cache.raw.get(&i).cloned()
+        };
         let r = &self.manifest.index.blocks[i];
         // The manifest was validated: every block's object is listed.
         let object = &self.manifest.index.objects[r.object as usize];
@@ -181,10 +195,14 @@ impl Archive {
         // A cached block is named by its checksum and length: a file under that name with
         // those contents is the block, whichever archive put it there.
         let cached = self.disk_cache.as_ref().map(|d| d.join(format!("{:08x}-{:x}.hpb", r.crc32c, r.len)));
-        let from_disk = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c);
-        let bytes = match from_disk {
-            Some(b) => bytes::Bytes::from(b),
-            None => {
+        let from_disk = match kept {
+            Some(_) => None,
+            None => cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c),
+        };
+        let bytes = match (kept, from_disk) {
+            (Some(b), _) => b,
+            (None, Some(b)) => bytes::Bytes::from(b),
+            (None, None) => {
                 let b = self.read_range(name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
                     Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
                         corrupt(format!("index object is {size} bytes, the manifest says {}: truncated", object.size))
@@ -216,6 +234,10 @@ impl Archive {
         }
         cache.order.push_back(i);
         cache.map.insert(i, entries.clone());
+        if !cache.raw.contains_key(&i) && cache.raw_bytes + bytes.len() <= RAW_BLOCK_BUDGET {
+            cache.raw_bytes += bytes.len();
+            cache.raw.insert(i, bytes);
+        }
         Ok(entries)
     }
 

@@ -27,6 +27,12 @@ impl Bar {
         Bar { bar, files: AtomicU64::new(0), unit }
     }
 
+    /// Whether the bar is drawn: work done only for the bar (counting the source's bytes) is
+    /// skipped when it is not.
+    pub fn is_visible(&self) -> bool {
+        !self.bar.is_hidden()
+    }
+
     /// Sets the total once it is known.
     pub fn set_total(&self, bytes: u64) {
         self.bar.set_length(bytes);
