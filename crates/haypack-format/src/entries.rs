@@ -12,7 +12,7 @@ use crate::header::{Timestamp, check_key, put_content_type, read_content_type};
 const BLOCK_LEVEL: i32 = 9;
 
 /// Where a record lives and what `ls --long` shows about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     /// The record's key.
     pub key: String,
@@ -161,19 +161,7 @@ pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
         }
         keys.push(key);
     }
-    let mut entries: Vec<Entry> = keys
-        .into_iter()
-        .map(|key| Entry {
-            key,
-            pack: 0,
-            offset: 0,
-            len: 0,
-            raw_len: 0,
-            mtime: Timestamp::default(),
-            mode: 0,
-            content_type: None,
-        })
-        .collect();
+    let mut entries: Vec<Entry> = keys.into_iter().map(|key| Entry { key, ..Entry::default() }).collect();
     for e in &mut entries {
         e.pack = r.varint_u32()?;
     }

@@ -23,19 +23,7 @@ fn percentile_us(times: &mut [Duration], p: f64) -> f64 {
 /// What one block's bytes go to: the block encoded again with only its keys (every other column
 /// empty, which compresses to almost nothing), and again with whole-second mtimes.
 fn block_costs(entries: &[Entry]) -> Result<(u64, u64), haypack_format::Error> {
-    let keys: Vec<Entry> = entries
-        .iter()
-        .map(|e| Entry {
-            key: e.key.clone(),
-            pack: 0,
-            offset: 0,
-            len: 0,
-            raw_len: 0,
-            mtime: Timestamp::default(),
-            mode: 0,
-            content_type: None,
-        })
-        .collect();
+    let keys: Vec<Entry> = entries.iter().map(|e| Entry { key: e.key.clone(), ..Entry::default() }).collect();
     let seconds: Vec<Entry> =
         entries.iter().map(|e| Entry { mtime: Timestamp { nanos: 0, ..e.mtime }, ..e.clone() }).collect();
     Ok((encode_block(&keys)?.len() as u64, encode_block(&seconds)?.len() as u64))
