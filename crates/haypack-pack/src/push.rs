@@ -41,9 +41,6 @@ pub struct PushReport {
     pub aborted_uploads: usize,
 }
 
-/// Bytes copied per read from the source.
-const CHUNK: u64 = 8 << 20;
-
 /// Copies the archive in `src` to `dst`. `progress` hears bytes as they are sent.
 pub async fn push(
     src: Arc<dyn Store>,
@@ -123,8 +120,9 @@ async fn copy(
     let result = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut writer = writer;
         let mut at = 0;
+        let chunk = src.read_chunk();
         while at < size {
-            let end = (at + CHUNK).min(size);
+            let end = (at + chunk).min(size);
             let chunk = handle.block_on(src.get_range(&n, at..end))?;
             std::io::Write::write_all(&mut writer, &chunk).map_err(|e| crate::writer::io_error(&n, e))?;
             progress.packed(0, end - at);

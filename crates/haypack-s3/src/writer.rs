@@ -54,13 +54,13 @@ impl S3Writer {
             name: name.to_owned(),
             detail: "an S3 upload needs a tokio runtime".into(),
         })?;
-        let (part_size, concurrency) = (store.inner.opts.part_size, store.inner.opts.concurrency.max(1));
+        let (buf, concurrency) = (store.inner.buffer(), store.inner.opts.concurrency.max(1));
         Ok(S3Writer {
             store,
             name: name.to_owned(),
             key,
             handle,
-            buf: Vec::with_capacity(part_size),
+            buf,
             upload_id: None,
             next_part: 1,
             parts: Vec::new(),
@@ -144,8 +144,8 @@ impl S3Writer {
             return Ok(());
         }
         let (permit, number, upload_id) = self.next_part()?;
-        let fresh = Vec::with_capacity(self.part_size());
-        let data = std::mem::replace(&mut self.buf, fresh);
+        let fresh = self.store.inner.buffer();
+        let data = bytes::Bytes::from(std::mem::replace(&mut self.buf, fresh));
         let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
         self.parts.push(self.handle.spawn(async move {
             let _permit = permit;
@@ -158,10 +158,12 @@ impl S3Writer {
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_md5(content_md5(&data))
-                .body(ByteStream::from(data))
+                .body(ByteStream::from(data.clone()))
                 .send()
                 .await
                 .map_err(|e| store.remote("uploading a part of", &name, e))?;
+            // The request is done with its copy: the buffer can carry another part.
+            store.inner.recycle(data);
             Ok(CompletedPart::builder().set_e_tag(resp.e_tag().map(str::to_owned)).part_number(number).build())
         }));
         Ok(())

@@ -65,6 +65,10 @@ impl<S: Store> Counting<S> {
 
 #[async_trait::async_trait]
 impl<S: Store> Store for Counting<S> {
+    fn read_chunk(&self) -> u64 {
+        self.inner.read_chunk()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

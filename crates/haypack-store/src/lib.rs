@@ -107,6 +107,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The store as the user named it (a path, an `s3://` URL), for messages.
     fn describe(&self) -> String;
 
+    /// How many bytes a sequential reader should ask for at once: enough that the cost of a
+    /// request is small next to its transfer (a round trip on S3), and no more (every chunk
+    /// is a buffer held in memory).
+    fn read_chunk(&self) -> u64 {
+        8 << 20
+    }
+
     /// Reads a whole object.
     async fn get(&self, name: &str) -> Result<Bytes>;
 

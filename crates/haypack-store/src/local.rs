@@ -193,6 +193,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 #[async_trait::async_trait]
 impl Store for LocalStore {
+    /// A local read costs microseconds: small chunks keep a copy's memory small.
+    fn read_chunk(&self) -> u64 {
+        1 << 20
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
