@@ -85,7 +85,9 @@ impl Inner {
     /// An empty buffer of at least one part's capacity.
     fn buffer(&self) -> Vec<u8> {
         let reused = self.buffers.lock().expect("buffer pool lock").pop();
-        reused.filter(|b| b.capacity() >= self.opts.part_size).unwrap_or_else(|| Vec::with_capacity(self.opts.part_size))
+        reused
+            .filter(|b| b.capacity() >= self.opts.part_size)
+            .unwrap_or_else(|| Vec::with_capacity(self.opts.part_size))
     }
 
     /// Takes back a part's buffer once nothing else holds it.
