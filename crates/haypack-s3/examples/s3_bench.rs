@@ -1,4 +1,4 @@
-//! Read-side S3 measurements for `scripts/bench-s3.sh`:
+//! Read-side S3 measurements for `scripts/bench.sh s3`:
 //! `s3_bench ARCHIVE_URL LOOSE_URL SAMPLES EXTRACT_DIR`.
 //!
 //! The endpoint and credentials come from the standard AWS environment. Measures, over the same
