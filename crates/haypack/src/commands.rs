@@ -212,6 +212,11 @@ async fn compact(
     if !ctx.quiet {
         match &report.manifest {
             None => eprintln!("no pack has enough dead bytes to compact: {location} unchanged"),
+            Some(m) if report.compacted.is_empty() => eprintln!(
+                "no pack had enough dead bytes; rewrote the index into one object; {location} is now generation {}{}",
+                m.generation,
+                retried(report.retries)
+            ),
             Some(m) => {
                 eprintln!(
                     "compacted {} pack(s) into {} in {secs:.2} s: {} of live records ({:.1} MiB/s), {} read{}; {} reclaimable by `haypack gc`; {location} is now generation {}{}",
