@@ -526,9 +526,14 @@ async fn verify(ctx: &Ctx, location: &str) -> Result<ExitCode> {
     }
     drop(out);
     if !quiet {
+        let live = archive.manifest().records;
         eprintln!(
-            "verified {} records in {} packs, {} read in {:.2} s: {}",
+            "verified {} records{} in {} packs, {} read in {:.2} s: {}",
             report.records,
+            match report.records.checked_sub(live) {
+                Some(dead) if dead > 0 => format!(" ({live} live, {dead} deleted or replaced)"),
+                _ => String::new(),
+            },
             report.packs,
             bytes(report.bytes),
             started.elapsed().as_secs_f64(),
