@@ -15,13 +15,12 @@ cargo build --release --quiet -p haypack
 hp=$PWD/target/release/haypack
 
 work=$(mktemp -d)
-trap 'kill "${GARAGE_PID:-0}" 2>/dev/null; rm -rf "$work"' EXIT
+# Never `kill 0`: with no Garage yet, that would signal this script's whole process group.
+trap 'if [ -n "${GARAGE_PID:-}" ]; then kill "$GARAGE_PID" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 scripts/s3-servers.sh garage "$work/garage" "$work/env" >&2
 # shellcheck disable=SC1091
 . "$work/env"
 GARAGE_PID=$HAYPACK_TEST_GARAGE_PID
-export AWS_ENDPOINT_URL=$HAYPACK_TEST_GARAGE_ENDPOINT AWS_ACCESS_KEY_ID=$HAYPACK_TEST_GARAGE_KEY_ID
-export AWS_SECRET_ACCESS_KEY=$HAYPACK_TEST_GARAGE_SECRET AWS_REGION=$HAYPACK_TEST_GARAGE_REGION
 bucket=s3://$HAYPACK_TEST_GARAGE_BUCKET
 
 echo "bench-compact: writing $files files" >&2

@@ -43,8 +43,6 @@ scripts/s3-servers.sh garage "$work/garage" "$work/env" >&2
 # shellcheck disable=SC1091
 . "$work/env"
 GARAGE_PID=$HAYPACK_TEST_GARAGE_PID
-export AWS_ENDPOINT_URL=$HAYPACK_TEST_GARAGE_ENDPOINT AWS_ACCESS_KEY_ID=$HAYPACK_TEST_GARAGE_KEY_ID
-export AWS_SECRET_ACCESS_KEY=$HAYPACK_TEST_GARAGE_SECRET AWS_REGION=$HAYPACK_TEST_GARAGE_REGION
 
 echo "bench-serve: writing $files files, packing, pushing to Garage" >&2
 python3 scripts/gen-corpus.py "$files" "$work/corpus"

