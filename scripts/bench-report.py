@@ -274,7 +274,7 @@ def scale_section(rep, small):
             f"index bytes per record excluding keys ({p['files']:,} files)",
             "SeaweedFS 16 B, Haystack ~10 B",
             "≤ 8 B",
-            f"{nk:.2f} B ({p['lookup_index_nonkey_bytes_per_record_whole_seconds']:.2f} B with whole-second mtimes)",
+            f"{nk:.2f} B",
             verdict(nk <= 8),
         ]
     )

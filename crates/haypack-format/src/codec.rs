@@ -348,14 +348,7 @@ impl<W: Write> ContentDecoder<W> {
     /// Starts decoding the content of the record `frame` into `out`, with `dict` if the record
     /// was compressed against one (it must be the one the header names).
     pub fn with_dictionary(frame: RecordFrame, dict: Option<&Dictionary>, out: W) -> Result<Self> {
-        let wanted = frame.header.dict_id;
-        let dict = match dict {
-            _ if wanted == 0 => None,
-            Some(d) if d.id() == wanted && frame.header.codec == Codec::Zstd => Some(d),
-            _ => {
-                return Err(corrupt("record header", format!("dictionary {wanted} is not in this archive")));
-            }
-        };
+        let dict = check_dictionary(&frame, dict)?;
         let out = Bounded {
             inner: Tally::new(out, frame.container == Container::Gzip),
             limit: frame.header.raw_len,
@@ -441,18 +434,88 @@ impl<W: Write> ContentDecoder<W> {
 pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, Vec<u8>)> {
     let frame = RecordFrame::parse(bytes)?;
     let total = frame.record_len();
-    if (bytes.len() as u64) < total {
-        return Err(Error::Truncated { what: "record", needed: total, available: bytes.len() as u64 });
-    }
     if bytes.len() as u64 > total {
         return Err(corrupt("record", format!("{} bytes after the record's end", bytes.len() as u64 - total)));
     }
+    let content = decode_content(&frame, bytes, None)?;
+    Ok((frame.header, content))
+}
+
+/// The largest content [`decode_content`] decodes with a reused context, into a buffer allocated
+/// up front: the header's length is checked by the caller, but a corrupt one must not allocate
+/// gigabytes. Larger content is decoded by a [`ContentDecoder`], which grows its output.
+const REUSED_DCTX_MAX: u64 = 64 << 20;
+
+/// Decodes the content of the record `frame` was parsed from, held whole in `bytes` (from the
+/// record's first byte), with `dict` if the record names one, and verifies it as
+/// [`ContentDecoder`] does. A zstd record is decoded with a context this thread keeps for its
+/// dictionary: making one per record (what a streaming decoder does) costs more than decoding a
+/// small record, and loading a dictionary into it costs more again.
+pub fn decode_content(frame: &RecordFrame, bytes: &[u8], dict: Option<&Dictionary>) -> Result<Vec<u8>> {
+    let h = &frame.header;
+    let total = frame.record_len();
+    if (bytes.len() as u64) < total {
+        return Err(Error::Truncated { what: "record", needed: total, available: bytes.len() as u64 });
+    }
     let prefix = frame.prefix_len as usize;
-    let cap = frame.header.raw_len.min(64 << 20) as usize;
-    let header = frame.header.clone();
-    let mut d = ContentDecoder::new(frame, Vec::with_capacity(cap))?;
-    d.push(&bytes[prefix..])?;
-    Ok((header, d.finish()?))
+    if frame.container != Container::Zstd || h.raw_len > REUSED_DCTX_MAX {
+        let mut d = ContentDecoder::with_dictionary(
+            frame.clone(),
+            dict,
+            Vec::with_capacity(h.raw_len.min(REUSED_DCTX_MAX) as usize),
+        )?;
+        d.push(&bytes[prefix..total as usize])?;
+        return d.finish();
+    }
+    let dict = check_dictionary(frame, dict)?;
+    /// Contexts per thread: an archive has one dictionary, or a few across generations.
+    const CONTEXTS: usize = 4;
+    type Contexts = Vec<((u32, u32), zstd::bulk::Decompressor<'static>)>;
+    thread_local! {
+        static DCTX: std::cell::RefCell<Contexts> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let encoded = &bytes[prefix..prefix + h.stored_len as usize];
+    // The capacity is the limit: content longer than the header says fails to decode.
+    let mut out = Vec::with_capacity(h.raw_len as usize);
+    let key = dict.map_or((0, 0), |d| (d.id(), d.crc32c()));
+    DCTX.with(|cell| {
+        let mut contexts = cell.borrow_mut();
+        let at = match contexts.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                let dctx = match dict {
+                    Some(d) => zstd::bulk::Decompressor::with_dictionary(d.bytes())?,
+                    None => zstd::bulk::Decompressor::new()?,
+                };
+                if contexts.len() == CONTEXTS {
+                    contexts.remove(0);
+                }
+                contexts.push((key, dctx));
+                contexts.len() - 1
+            }
+        };
+        contexts[at].1.decompress_to_buffer(encoded, &mut out)
+    })
+    .map_err(|e| corrupt("record content", e.to_string()))?;
+    if out.len() as u64 != h.raw_len {
+        return Err(corrupt("record content", format!("decodes to {} bytes, header says {}", out.len(), h.raw_len)));
+    }
+    let found = crc32c::crc32c(&out);
+    if found != h.crc32c {
+        return Err(Error::Checksum { what: "record content", expected: h.crc32c, found });
+    }
+    Ok(out)
+}
+
+/// The dictionary to decode the record `frame` with: `dict` if the record names it, none if it
+/// names none.
+fn check_dictionary<'d>(frame: &RecordFrame, dict: Option<&'d Dictionary>) -> Result<Option<&'d Dictionary>> {
+    let wanted = frame.header.dict_id;
+    match dict {
+        _ if wanted == 0 => Ok(None),
+        Some(d) if d.id() == wanted && frame.header.codec == Codec::Zstd => Ok(Some(d)),
+        _ => Err(corrupt("record header", format!("dictionary {wanted} is not in this archive"))),
+    }
 }
 
 #[cfg(test)]

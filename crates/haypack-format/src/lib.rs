@@ -36,7 +36,7 @@ mod manifest;
 pub use crate::bytes::{Reader, put_varint};
 pub use crate::codec::{
     Compression, ContentDecoder, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta,
-    decode_record, encode_record, encode_record_with,
+    decode_content, decode_record, encode_record, encode_record_with,
 };
 pub use crate::dict::{DEFAULT_DICTIONARY, Dictionary, MAX_DICTIONARY};
 pub use crate::entries::{BlockBuilder, Entry, decode_block, encode_block};

@@ -7,7 +7,7 @@ use crate::dict::Dictionary;
 use crate::error::{Error, Result, corrupt};
 
 /// The manifest format version this build writes and the newest it reads.
-pub const MANIFEST_VERSION: u64 = 2;
+pub const MANIFEST_VERSION: u64 = 3;
 /// The oldest manifest format version this build reads.
 pub const OLDEST_MANIFEST_VERSION: u64 = 1;
 /// The manifest's file name in an archive.
@@ -276,7 +276,7 @@ impl Manifest {
 
 /// Rewrites a version-1 manifest's JSON as version 2 says the same thing: v1 kept the index in
 /// one object, named by `index.name`, and had no deletions. The result is a version-2 manifest
-/// (its JSON is v2's shape, so it must say so), which is what a writer commits on top of it.
+/// (its JSON is v2's shape, so it must say so); a writer commits the current version on top of it.
 fn upgrade_v1(value: &mut serde_json::Value) -> Result<()> {
     let bad = |detail: &str| corrupt("manifest", format!("version 1 index: {detail}"));
     let index = value.get_mut("index").and_then(|i| i.as_object_mut()).ok_or_else(|| bad("missing"))?;
@@ -299,7 +299,7 @@ fn upgrade_v1(value: &mut serde_json::Value) -> Result<()> {
     }
     let objects = if blocks.is_empty() { vec![] } else { vec![serde_json::json!({ "name": name, "size": size })] };
     index.insert("objects".into(), objects.into());
-    value["version"] = MANIFEST_VERSION.into();
+    value["version"] = 2.into();
     Ok(())
 }
 
@@ -412,9 +412,11 @@ mod tests {
         assert!(matches!(Manifest::parse(b"<html>"), Err(Error::NotHaypack { .. })));
         assert!(matches!(Manifest::parse(br#"{"format":"other"}"#), Err(Error::NotHaypack { .. })));
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
-        v["version"] = 3.into();
+        v["version"] = (MANIFEST_VERSION + 1).into();
         let newer = serde_json::to_vec(&v).unwrap();
-        assert!(matches!(Manifest::parse(&newer), Err(Error::NewerVersion { found: 3, .. })));
+        assert!(
+            matches!(Manifest::parse(&newer), Err(Error::NewerVersion { found, .. }) if found == MANIFEST_VERSION + 1)
+        );
         for bad in ["packs/../../etc/passwd", "/etc/passwd", "packs/", "index/x", "packs/.hidden"] {
             let mut m = sample();
             m.packs[0].name = bad.into();

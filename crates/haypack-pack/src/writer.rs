@@ -205,8 +205,10 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Adds an entry whose key is greater than every key added before.
-    pub fn push(&mut self, e: Entry) -> Result<()> {
+    /// Adds an entry whose key is greater than every key added before. Its mtime is kept to the
+    /// second: the record's header holds the rest (FORMAT.md, "The archive index").
+    pub fn push(&mut self, mut e: Entry) -> Result<()> {
+        e.mtime.nanos = 0;
         self.pending_bytes += weight(&e);
         self.pending.push(e);
         if self.pending_bytes >= INDEX_BLOCK_TARGET {

@@ -5,13 +5,12 @@
 //! one after another; for N/10 of them it opens a fresh reader per key (cold: manifest, then the
 //! index block, then the record) and counts what `stat` and `get` read. It also splits the
 //! archive index's bytes into what the keys cost and what the rest costs, by encoding each
-//! block again with only its keys (and once more with whole-second mtimes, to show what
-//! nanoseconds cost). Prints `name value` lines.
+//! block again with only its keys. Prints `name value` lines.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haypack_format::{Entry, Timestamp, encode_block};
+use haypack_format::{Entry, encode_block};
 use haypack_read::Archive;
 use haypack_store::{Counting, LocalStore};
 
@@ -20,13 +19,11 @@ fn percentile_us(times: &mut [Duration], p: f64) -> f64 {
     times[((times.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
 }
 
-/// What one block's bytes go to: the block encoded again with only its keys (every other column
-/// empty, which compresses to almost nothing), and again with whole-second mtimes.
-fn block_costs(entries: &[Entry]) -> Result<(u64, u64), haypack_format::Error> {
+/// What a block's keys cost: the block encoded again with only its keys (every other column
+/// zero, which compresses to almost nothing).
+fn key_cost(entries: &[Entry]) -> Result<u64, haypack_format::Error> {
     let keys: Vec<Entry> = entries.iter().map(|e| Entry { key: e.key.clone(), ..Entry::default() }).collect();
-    let seconds: Vec<Entry> =
-        entries.iter().map(|e| Entry { mtime: Timestamp { nanos: 0, ..e.mtime }, ..e.clone() }).collect();
-    Ok((encode_block(&keys)?.len() as u64, encode_block(&seconds)?.len() as u64))
+    Ok(encode_block(&keys)?.len() as u64)
 }
 
 #[tokio::main]
@@ -38,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let archive = Archive::open(store.clone()).await?;
     let index = &archive.manifest().index;
-    let (mut keys, mut block, mut key_bytes, mut seconds_bytes) = (Vec::new(), Vec::new(), 0u64, 0u64);
+    let (mut keys, mut block, mut key_bytes) = (Vec::new(), Vec::new(), 0u64);
     let mut sizes = index.blocks.iter().map(|b| b.records as usize);
     let mut left = sizes.next().unwrap_or(0);
     let mut failed = None;
@@ -48,8 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             block.push(e.clone());
             left = left.saturating_sub(1);
             if left == 0 {
-                match block_costs(&block) {
-                    Ok((k, s)) => (key_bytes, seconds_bytes) = (key_bytes + k, seconds_bytes + s),
+                match key_cost(&block) {
+                    Ok(k) => key_bytes += k,
                     Err(e) => failed = Some(e),
                 }
                 block.clear();
@@ -72,11 +69,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("index_bytes_per_record {:.3}", index_bytes as f64 / records);
     println!("index_key_bytes {key_bytes}");
     println!("index_nonkey_bytes_per_record {:.3}", index_bytes.saturating_sub(key_bytes) as f64 / records);
-    // What the same index would cost if mtimes had whole seconds (as many trees' do).
-    println!(
-        "index_nonkey_bytes_per_record_whole_seconds {:.3}",
-        seconds_bytes.saturating_sub(key_bytes) as f64 / records
-    );
 
     let mut rng = haypack_testkit::XorShift::new(2);
     let picks: Vec<&String> = (0..n).map(|_| &keys[rng.below(keys.len() as u64) as usize]).collect();

@@ -3,7 +3,7 @@
 //! ranges are in flight at once, and every record is still verified on its own.
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use haypack_format::Entry;
+use haypack_format::{Entry, Timestamp};
 
 use crate::{Archive, Error, Result, WHOLE_RECORD, decode_whole};
 
@@ -61,7 +61,8 @@ impl Archive {
     /// (pack, offset) order, with about (stored bytes / 16 MiB) requests rather than one per
     /// record. Records too large to hold in memory (over 16 MiB stored) are not read: they are
     /// returned, for the caller to stream with [`Archive::get_to`]. Stops at the first error,
-    /// from a record or from `each`.
+    /// from a record or from `each`. `each` gets the record's entry with its mtime to the
+    /// nanosecond, from the record's header.
     pub async fn get_many(
         &self,
         entries: Vec<Entry>,
@@ -70,10 +71,11 @@ impl Archive {
         let (runs, large) = plan(entries);
         let mut fetched = stream::iter(runs).map(|run| self.fetch_run(run)).buffered(IN_FLIGHT);
         while let Some((run, bytes)) = fetched.try_next().await? {
-            for e in &run.entries {
+            for mut e in run.entries {
                 let at = (e.offset - run.start) as usize;
-                let content = self.decode_in(e, &bytes[at..at + e.len as usize])?;
-                each(e, content)?;
+                let content;
+                (content, e.mtime) = self.decode_in(&e, &bytes[at..at + e.len as usize])?;
+                each(&e, content)?;
             }
         }
         Ok(large)
@@ -96,10 +98,9 @@ impl Archive {
         Ok((run, bytes))
     }
 
-    /// Decodes and verifies one record held whole in memory.
-    fn decode_in(&self, e: &Entry, bytes: &[u8]) -> Result<Vec<u8>> {
-        decode_whole(bytes, e, &self.manifest.dictionaries, Vec::with_capacity(e.raw_len as usize))
-            .map_err(|detail| self.corrupt_at(e, detail))
+    /// Decodes and verifies one record held whole in memory; returns it and its header's mtime.
+    fn decode_in(&self, e: &Entry, bytes: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
+        decode_whole(bytes, e, &self.manifest.dictionaries).map_err(|detail| self.corrupt_at(e, detail))
     }
 
     pub(crate) fn corrupt_at(&self, e: &Entry, detail: String) -> Error {

@@ -68,7 +68,7 @@ fn make_parents(dir: &Path, rel: &Path, key: &str) -> Result<()> {
 
 impl Archive {
     /// Extracts every record whose key starts with `prefix` into `dir`, restoring content,
-    /// permissions and modification time. Every key is checked before anything is written; records
+    /// permissions and modification time (to the nanosecond, from each record's header). Every key is checked before anything is written; records
     /// are fetched in merged ranges ([`Archive::get_many`]), and each file is written under a
     /// temporary name and renamed into place only once its checksum matched, so a failure leaves
     /// no partial file. `progress` hears each file's raw bytes.
@@ -102,9 +102,9 @@ impl Archive {
                 Ok(())
             })
             .await?;
-        for e in large {
+        for mut e in large {
             let mut file = PendingFile::begin(dir, &e)?;
-            self.read_entry(&e, &mut file.out).await?;
+            e.mtime = self.read_entry(&e, &mut file.out).await?;
             file.commit(&e)?;
             done(&e);
         }

@@ -35,7 +35,10 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use haypack_format::{ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, decode_block};
+use haypack_format::{
+    ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_block,
+    decode_content,
+};
 use haypack_store::Store;
 
 #[doc(hidden)]
@@ -221,7 +224,9 @@ impl Archive {
         if crc != r.crc32c {
             return Err(corrupt(format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c)));
         }
-        let entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| corrupt(e.to_string()))?;
+        let mut entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| corrupt(e.to_string()))?;
+        // Blocks before format version 3 may hold nanoseconds; the index means whole seconds.
+        entries.iter_mut().for_each(|e| e.mtime.nanos = 0);
         if entries.len() as u64 != r.records || entries.first().map(|e| &e.key) != Some(&r.first_key) {
             return Err(corrupt("index block disagrees with the manifest's root".into()));
         }
@@ -261,10 +266,11 @@ impl Archive {
 
     /// Streams the content of `key` into `out`, verified; large records never sit whole in
     /// memory. If the check fails after some bytes were written, `out` must be discarded: the
-    /// error says so.
+    /// error says so. Returns the record's entry, its mtime to the nanosecond as the record's
+    /// header has it.
     pub async fn get_to(&self, key: &str, out: &mut (dyn Write + Send)) -> Result<Entry> {
-        let entry = self.stat(key).await?;
-        self.read_entry(&entry, out).await?;
+        let mut entry = self.stat(key).await?;
+        entry.mtime = self.read_entry(&entry, out).await?;
         Ok(entry)
     }
 
@@ -317,8 +323,9 @@ impl Archive {
         self.versions.lock().expect("versions lock").get(name).cloned()
     }
 
-    /// Reads, decodes and verifies one record into `out`.
-    pub(crate) async fn read_entry(&self, entry: &Entry, out: &mut (dyn Write + Send)) -> Result<()> {
+    /// Reads, decodes and verifies one record into `out`. Returns its mtime from its header,
+    /// where it has the nanoseconds the index leaves out.
+    pub(crate) async fn read_entry(&self, entry: &Entry, out: &mut (dyn Write + Send)) -> Result<Timestamp> {
         let pack = self.pack_of(entry)?;
         let corrupt = |detail: String| Error::Corrupt {
             object: pack.name.clone(),
@@ -343,13 +350,19 @@ impl Archive {
                 .await?;
         let frame = RecordFrame::parse(&first).map_err(|e| corrupt(e.to_string()))?;
         check_header(&frame, entry).map_err(corrupt)?;
+        let mtime = frame.header.mtime;
+        let dict = self.manifest.dictionary(frame.header.dict_id);
+        if first.len() as u64 == entry.len {
+            let content = decode_content(&frame, &first, dict).map_err(|e| corrupt(e.to_string()))?;
+            out.write_all(&content).map_err(Error::Output)?;
+            return Ok(mtime);
+        }
         // The sink failing (a closed pipe, a full disk) is not corruption.
         let fail = |e: haypack_format::Error| match e {
             haypack_format::Error::Io(e) => Error::Output(e),
             e => corrupt(e.to_string()),
         };
         let prefix = frame.prefix_len as usize;
-        let dict = self.manifest.dictionary(frame.header.dict_id);
         let mut decoder = ContentDecoder::with_dictionary(frame, dict, out).map_err(fail)?;
         decoder.push(&first[prefix..]).map_err(fail)?;
         let mut at = entry.offset + first.len() as u64;
@@ -360,7 +373,7 @@ impl Archive {
             at = next;
         }
         decoder.finish().map_err(fail)?;
-        Ok(())
+        Ok(mtime)
     }
 }
 
@@ -379,17 +392,15 @@ fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
     }
 }
 
-/// Decodes one record held whole in memory into `out`, after checking its header against the
-/// index entry; the content's length and CRC are checked by the decoder. `dicts` are the
-/// archive's dictionaries.
-pub(crate) fn decode_whole<W: Write>(bytes: &[u8], e: &Entry, dicts: &[Dictionary], out: W) -> Result<W, String> {
+/// Decodes one record held whole in memory, after checking its header against the index entry;
+/// the content's length and CRC are checked by the decoder. `dicts` are the archive's
+/// dictionaries. Returns the content and the record's mtime from its header.
+pub(crate) fn decode_whole(bytes: &[u8], e: &Entry, dicts: &[Dictionary]) -> Result<(Vec<u8>, Timestamp), String> {
     let frame = RecordFrame::parse(bytes).map_err(|x| x.to_string())?;
     check_header(&frame, e)?;
-    let prefix = frame.prefix_len as usize;
     let dict = dicts.iter().find(|d| d.id() == frame.header.dict_id);
-    let mut d = ContentDecoder::with_dictionary(frame, dict, out).map_err(|x| x.to_string())?;
-    d.push(&bytes[prefix..]).map_err(|x| x.to_string())?;
-    d.finish().map_err(|x| x.to_string())
+    let content = decode_content(&frame, bytes, dict).map_err(|x| x.to_string())?;
+    Ok((content, frame.header.mtime))
 }
 
 /// The record's own header must say what the index says about it.
@@ -407,7 +418,8 @@ fn check_header(frame: &RecordFrame, entry: &Entry) -> Result<(), String> {
     if h.raw_len != entry.raw_len {
         return mismatch("raw length", h.raw_len.to_string(), entry.raw_len.to_string());
     }
-    if h.mtime != entry.mtime || h.mode != entry.mode || h.content_type != entry.content_type {
+    // The index keeps mtimes to the second; the header has the nanoseconds too.
+    if h.mtime.secs != entry.mtime.secs || h.mode != entry.mode || h.content_type != entry.content_type {
         return Err("record header metadata (mtime, mode or content type) disagrees with the index".into());
     }
     Ok(())

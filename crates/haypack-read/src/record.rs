@@ -2,13 +2,12 @@
 //! sends headers first): its header from one range read, then its content whole, in pieces, or
 //! still compressed as stored (a gzip member, a zstd frame), for a client that takes that.
 
-use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::Stream;
-use haypack_format::{Codec, Container, ContentDecoder, Dictionary, Entry, RecordFrame, RecordHeader};
+use haypack_format::{Codec, Container, ContentDecoder, Dictionary, Entry, RecordFrame, RecordHeader, decode_content};
 
 use crate::{Archive, CHUNK, Error, Result, WHOLE_RECORD, check_header};
 
@@ -20,9 +19,6 @@ const HEADER_MAX: u64 = 80 << 10;
 /// Encoded bytes handed to the decoder at a time while streaming, so that what one step decodes
 /// stays small.
 const STREAM_STEP: usize = 256 << 10;
-/// The largest content decoded into one buffer allocated up front: the header's length is
-/// checked against the index, but a corrupt pair must not allocate gigabytes.
-const REUSED_DCTX_MAX: u64 = 64 << 20;
 /// The largest zstd content sent on as a zstd stream (see [`Record::content_encoding`]).
 const ZSTD_HTTP_WINDOW: u64 = 8 << 20;
 
@@ -140,8 +136,8 @@ impl Record {
 
     /// The content, verified; reads the rest of the record first if only part of it was read.
     pub async fn content(&self) -> Result<Vec<u8>> {
-        if self.is_whole() && self.frame.container == Container::Zstd && self.frame.header.raw_len <= REUSED_DCTX_MAX {
-            return self.decode_zstd_whole();
+        if self.is_whole() {
+            return self.decode_whole();
         }
         let cap = self.frame.header.raw_len.min(WHOLE_RECORD) as usize;
         let mut decoder =
@@ -164,15 +160,11 @@ impl Record {
     /// The content is decoded and verified first.
     pub fn encoded(&self) -> Result<Option<Bytes>> {
         let (Some(coding), true) = (self.content_encoding(), self.is_whole()) else { return Ok(None) };
+        self.decode_whole()?;
         if coding == "zstd" {
-            self.decode_zstd_whole()?;
             let start = self.frame.prefix_len as usize;
             return Ok(Some(self.bytes.slice(start..start + self.frame.header.stored_len as usize)));
         }
-        let mut decoder = ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), std::io::sink())
-            .map_err(|e| self.fail(e))?;
-        decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
-        decoder.finish().map_err(|e| self.fail(e))?;
         Ok(Some(self.bytes.clone()))
     }
 
@@ -205,67 +197,9 @@ impl Record {
         }
     }
 
-    /// Decodes a zstd record held whole with one of this thread's decompression contexts. Making
-    /// a context per record (what the streaming decoder does) costs more than decoding a small
-    /// record: a server answering many small requests spends its time there. A context keeps
-    /// the dictionary it was made with, so there is one per dictionary (and one for none). The
-    /// checks are the streaming decoder's: exactly `raw_len` bytes, and their CRC-32C.
-    fn decode_zstd_whole(&self) -> Result<Vec<u8>> {
-        /// Contexts per thread: an archive has one dictionary, or a few across generations.
-        const CONTEXTS: usize = 4;
-        type Contexts = Vec<((u32, u32), zstd::bulk::Decompressor<'static>)>;
-        thread_local! {
-            static DCTX: RefCell<Contexts> = const { RefCell::new(Vec::new()) };
-        }
-        let dict = self.dictionary();
-        if dict.is_none() && self.frame.header.dict_id != 0 {
-            let detail = format!("dictionary {} is not in this archive", self.frame.header.dict_id);
-            return Err(self.archive.record_corrupt(&self.entry, detail));
-        }
-        let h = &self.frame.header;
-        let start = self.frame.prefix_len as usize;
-        let encoded = self.bytes.get(start..start + h.stored_len as usize).ok_or_else(|| {
-            self.fail(haypack_format::Error::Truncated {
-                what: "record",
-                needed: self.frame.record_len(),
-                available: self.bytes.len() as u64,
-            })
-        })?;
-        // The capacity is the limit: content longer than the header says fails to decode.
-        let mut out = Vec::with_capacity(h.raw_len as usize);
-        let key = dict.map_or((0, 0), |d| (d.id(), d.crc32c()));
-        DCTX.with(|cell| {
-            let mut contexts = cell.borrow_mut();
-            let at = match contexts.iter().position(|(k, _)| *k == key) {
-                Some(at) => at,
-                None => {
-                    let dctx = match dict {
-                        Some(d) => zstd::bulk::Decompressor::with_dictionary(d.bytes())?,
-                        None => zstd::bulk::Decompressor::new()?,
-                    };
-                    if contexts.len() == CONTEXTS {
-                        contexts.remove(0);
-                    }
-                    contexts.push((key, dctx));
-                    contexts.len() - 1
-                }
-            };
-            contexts[at].1.decompress_to_buffer(encoded, &mut out)
-        })
-        .map_err(|e| self.archive.record_corrupt(&self.entry, format!("record content: {e}")))?;
-        if out.len() as u64 != h.raw_len {
-            let detail = format!("record content decodes to {} bytes, header says {}", out.len(), h.raw_len);
-            return Err(self.archive.record_corrupt(&self.entry, detail));
-        }
-        let found = crc32c::crc32c(&out);
-        if found != h.crc32c {
-            return Err(self.fail(haypack_format::Error::Checksum {
-                what: "record content",
-                expected: h.crc32c,
-                found,
-            }));
-        }
-        Ok(out)
+    /// Decodes the record held whole (see [`haypack_format::decode_content`]).
+    fn decode_whole(&self) -> Result<Vec<u8>> {
+        decode_content(&self.frame, &self.bytes, self.dictionary()).map_err(|e| self.fail(e))
     }
 
     fn fail(&self, e: haypack_format::Error) -> Error {

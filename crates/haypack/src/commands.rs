@@ -480,7 +480,6 @@ fn entry_json(e: &Entry) -> serde_json::Value {
         "size": e.raw_len,
         "stored": e.len,
         "mtime": e.mtime.secs,
-        "mtime_nanos": e.mtime.nanos,
         "mode": format!("{:o}", e.mode),
         "content_type": e.content_type,
         "pack": e.pack,

@@ -259,7 +259,6 @@ fn ls_lists_sorted_keys_plain_long_json_and_by_prefix() {
         assert_eq!(e["mode"], format!("{:o}", s.mode).as_str(), "{key}");
         let since = s.mtime.duration_since(UNIX_EPOCH).expect("after the epoch");
         assert_eq!(e["mtime"].as_u64(), Some(since.as_secs()), "{key}");
-        assert_eq!(e["mtime_nanos"].as_u64(), Some(u64::from(since.subsec_nanos())), "{key}");
         assert_eq!(e["pack"].as_u64(), Some(1), "{key}");
     }
     assert_eq!(json.iter().find(|e| e["key"] == "README.md").expect("README")["content_type"], "text/markdown");
@@ -1067,10 +1066,14 @@ fn an_archive_from_a_newer_version_says_so() {
     let arch = tmp.path().join("arch");
     pack_ok(&src, &arch, &["-q"]);
     let mut m = manifest_json(&arch);
-    m["version"] = 3.into();
+    let newer = haypack_format::MANIFEST_VERSION + 1;
+    m["version"] = newer.into();
     m["some_new_field"] = "from the future".into();
     fs::write(arch.join("manifest.json"), serde_json::to_vec_pretty(&m).expect("json")).expect("write");
-    let msg = "archive has format version 3, but this haypack reads versions up to 2; upgrade haypack";
+    let msg = format!(
+        "archive has format version {newer}, but this haypack reads versions up to {}; upgrade haypack",
+        haypack_format::MANIFEST_VERSION
+    );
     for cmd in [&["get", "a.txt"][..], &["ls"], &["info"], &["verify"]] {
         haypack()
             .arg(cmd[0])
@@ -1079,7 +1082,7 @@ fn an_archive_from_a_newer_version_says_so() {
             .assert()
             .code(1)
             .stdout("")
-            .stderr(predicate::str::contains(msg));
+            .stderr(predicate::str::contains(msg.as_str()));
     }
     // Nor may an older haypack replace it, even when forced.
     haypack().args(["pack", "--force"]).arg(&src).arg(&arch).assert().code(1).stderr(predicate::str::contains(msg));
