@@ -24,12 +24,13 @@ struct Run {
     entries: Vec<Entry>,
 }
 
-/// Groups entries into runs. Records larger than one run are returned alone, to be streamed.
+/// Groups entries into runs. Records too large to hold whole, stored or decoded, are returned
+/// alone, to be streamed.
 fn plan(mut entries: Vec<Entry>) -> (Vec<Run>, Vec<Entry>) {
     entries.sort_by_key(|e| (e.pack, e.offset));
     let (mut runs, mut large): (Vec<Run>, Vec<Entry>) = (Vec::new(), Vec::new());
     for e in entries {
-        if e.len > WHOLE_RECORD {
+        if e.len.max(e.raw_len) > WHOLE_RECORD {
             large.push(e);
             continue;
         }
@@ -59,7 +60,7 @@ pub fn plan_counts(entries: Vec<Entry>) -> (usize, usize) {
 impl Archive {
     /// Reads the records in `entries` and hands each one's verified content to `each`, in
     /// (pack, offset) order, with about (stored bytes / 16 MiB) requests rather than one per
-    /// record. Records too large to hold in memory (over 16 MiB stored) are not read: they are
+    /// record. Records too large to hold in memory (over 16 MiB stored or decoded) are not read: they are
     /// returned, for the caller to stream with [`Archive::get_to`]. Stops at the first error,
     /// from a record or from `each`. `each` gets the record's entry with its mtime to the
     /// nanosecond, from the record's header.
@@ -140,6 +141,13 @@ mod tests {
             runs.iter().map(|r| (r.pack, r.start, r.end, r.entries.len())).collect();
         assert_eq!(shape, [(1, 0, 150, 2), (1, 150 + MAX_GAP, 160 + MAX_GAP, 1), (2, 0, 10, 1)]);
         assert_eq!(large.len(), 1);
+    }
+
+    #[test]
+    fn records_that_decode_large_are_streamed() {
+        let small_but_expanding = Entry { raw_len: 20 << 20, ..entry(1, 0, 1 << 20) };
+        let (runs, large) = plan(vec![small_but_expanding, entry(1, 1 << 20, 10)]);
+        assert_eq!((runs.len(), runs[0].entries.len(), large.len()), (1, 1, 1));
     }
 
     #[test]

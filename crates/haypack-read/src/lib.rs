@@ -352,7 +352,7 @@ impl Archive {
         check_header(&frame, entry).map_err(corrupt)?;
         let mtime = frame.header.mtime;
         let dict = self.manifest.dictionary(frame.header.dict_id);
-        if first.len() as u64 == entry.len {
+        if first.len() as u64 == entry.len && entry.raw_len <= WHOLE_RECORD {
             let content = decode_content(&frame, &first, dict).map_err(|e| corrupt(e.to_string()))?;
             out.write_all(&content).map_err(Error::Output)?;
             return Ok(mtime);

@@ -409,3 +409,22 @@ async fn a_failing_sink_is_an_output_error_not_corruption() {
         other => panic!("expected Output, got {other:?}"),
     }
 }
+
+/// A record that stores little and decodes to much (40 MiB of text in a few KiB) reads back by
+/// every path, which stream it rather than hold it whole.
+#[tokio::test]
+async fn a_record_that_expands_a_thousandfold_reads_back_by_every_path() {
+    let mut tree = sample();
+    tree.insert("big/repetitive.txt".to_owned(), b"haypack ".repeat(5 << 20));
+    let (tmp, arch) = pack_tree(&tree, PackOptions::default()).await;
+    let archive = open(&arch).await.expect("open");
+    let e = archive.stat("big/repetitive.txt").await.expect("stat");
+    assert!(e.len < 1 << 20 && e.raw_len == 40 << 20, "{e:?}");
+    assert_eq!(archive.get("big/repetitive.txt").await.expect("get"), tree["big/repetitive.txt"]);
+    let out = tmp.path().join("out");
+    archive.extract(&out, "", |_| {}).await.expect("extract");
+    assert_eq!(files_under(&out), tree);
+    let report = archive.verify().await.expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.records, tree.len() as u64);
+}

@@ -166,7 +166,8 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
     if head {
         return finish(b, empty());
     }
-    if !rec.is_whole() {
+    // A record read whole may still decode to far more than it stores: that one streams too.
+    if !rec.is_whole() || total > HELD_WHOLE {
         return finish(b, streamed(rec, start, end, permit));
     }
     let content = if total > OFF_WORKER_DECODE {
@@ -188,6 +189,8 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
 
 /// Contents larger than this are decoded off the async worker threads.
 const OFF_WORKER_DECODE: u64 = 1 << 20;
+/// Contents larger than this are never held whole: they stream, however few bytes they store.
+const HELD_WHOLE: u64 = 16 << 20;
 
 /// A record too large to hold, decoded piece by piece and cut to `start..end`. Its permit is an
 /// upstream read slot, held until the body ends because every piece may read the store.

@@ -325,6 +325,9 @@ async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
     std::fs::write(src.path().join("big.bin"), &big).unwrap();
     let middle: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 1000).to_le_bytes()).collect();
     std::fs::write(src.path().join("mid.txt"), &middle).unwrap();
+    // Stores a few KiB, decodes to 40 MiB: read whole, but streamed.
+    let expands = b"haypack ".repeat(5 << 20);
+    std::fs::write(src.path().join("expands.txt"), &expands).unwrap();
     let dest = tempfile::tempdir().unwrap();
     pack(src.path(), Arc::new(LocalStore::new(dest.path())), Compression::default(), false).await;
     let store = Arc::new(Counting::new(LocalStore::new(dest.path())));
@@ -348,6 +351,9 @@ async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
     let mid = curl(&server.url, "/mid.txt", &["-H", "Range: bytes=1000000-1999999"]).await;
     assert_eq!(mid.status, 206);
     assert!(mid.body == middle[1_000_000..2_000_000]);
+    let expanded = curl(&server.url, "/expands.txt", &[]).await;
+    assert_eq!(expanded.status, 200);
+    assert!(expanded.body == expands, "the whole expanding record, byte for byte");
     server.stop().await;
 }
 
