@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use haypack_format::{
-    Compression, Entry, RecordMeta, Timestamp, decode_block, decode_record, encode_block, encode_record,
+    Compression, Entry, RecordMeta, Timestamp, decode_block, decode_record, encode_block, encode_record, find_in_block,
 };
 
 /// A block as the packer cuts them: entries until keys plus 24 bytes each reach 256 KiB, which
@@ -62,6 +62,15 @@ fn index_block(c: &mut Criterion) {
             let decoded = decode_block(black_box(&block), 64 << 20).expect("decodes");
             n = (n + 1) % probe.len();
             decoded.binary_search_by(|e| e.key.as_str().cmp(probe[n])).is_ok()
+        })
+    });
+    // A lookup in a block kept compressed only (the decoded cache is full): search it as it
+    // decodes, building only the entry found.
+    g.bench_function("find_compressed", |b| {
+        let mut n = 0;
+        b.iter(|| {
+            n = (n + 1) % probe.len();
+            find_in_block(black_box(&block), 64 << 20, probe[n]).expect("decodes").is_some()
         })
     });
     // A warm lookup's CPU part: the block is cached decoded, so only the search remains.

@@ -6,7 +6,7 @@
 
 use crate::bytes::{Reader, put_bytes, put_varint, put_zigzag};
 use crate::error::{Error, Result, corrupt};
-use crate::header::{Timestamp, check_key, put_content_type, read_content_type};
+use crate::header::{Timestamp, check_key, content_type_ref, put_content_type};
 
 /// zstd level for index blocks: they are written once and read often, so spend effort on size.
 const BLOCK_LEVEL: i32 = 9;
@@ -129,20 +129,9 @@ impl BlockBuilder {
 /// Decodes a block written by [`encode_block`], refusing one that would expand beyond
 /// `max_raw` bytes (the caller's memory bound for untrusted input).
 pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
-    let size = zstd::zstd_safe::get_frame_content_size(block)
-        .map_err(|_| corrupt("index block", "not a zstd frame"))?
-        .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
-    if size > max_raw as u64 {
-        return Err(corrupt("index block", format!("expands to {size} bytes, over the {max_raw}-byte limit")));
-    }
-    let raw = zstd::bulk::decompress(block, size as usize).map_err(|e| corrupt("index block", e.to_string()))?;
+    let raw = decompress(block, max_raw)?;
     let mut r = Reader::new(&raw, "index block");
-    let count = r.varint()?;
-    // Each entry takes at least 10 bytes, which bounds the allocation by the input.
-    if count > raw.len() as u64 / 10 {
-        return Err(corrupt("index block", format!("{count} entries cannot fit in {} bytes", raw.len())));
-    }
-    let count = count as usize;
+    let count = read_count(&mut r)?;
     let mut keys: Vec<String> = Vec::with_capacity(count);
     for _ in 0..count {
         let shared = r.varint()? as usize;
@@ -161,39 +150,119 @@ pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
         }
         keys.push(key);
     }
-    let mut entries: Vec<Entry> = keys.into_iter().map(|key| Entry { key, ..Entry::default() }).collect();
-    for e in &mut entries {
-        e.pack = r.varint_u32()?;
-    }
-    let mut offsets = Vec::with_capacity(count);
-    for _ in 0..count {
-        offsets.push(r.zigzag()?);
-    }
-    for e in &mut entries {
-        e.len = r.varint()?;
-    }
-    let mut next: Option<(u32, u64)> = None;
-    for (e, delta) in entries.iter_mut().zip(offsets) {
-        let expected = next.filter(|(p, _)| *p == e.pack).map_or(0, |(_, o)| o);
-        e.offset = expected.wrapping_add(delta as u64);
-        next = Some((e.pack, e.offset.wrapping_add(e.len)));
-    }
-    for e in &mut entries {
-        e.raw_len = r.varint()?;
-    }
-    let mut prev_secs = 0;
-    for e in &mut entries {
-        e.mtime = Timestamp::decode(&mut r, prev_secs)?;
-        prev_secs = e.mtime.secs;
-    }
-    for e in &mut entries {
-        e.mode = r.varint_u32()?;
-    }
-    for e in &mut entries {
-        e.content_type = read_content_type(&mut r)?;
+    let numbers = Numbers::read(&mut r, count)?;
+    let mut entries = Vec::with_capacity(count);
+    for (i, key) in keys.into_iter().enumerate() {
+        let content_type = content_type_ref(&mut r)?.map(str::to_owned);
+        entries.push(Entry { key, content_type, ..numbers.entry(i) });
     }
     r.finish()?;
     Ok(entries)
+}
+
+/// Finds `key`'s entry in a block written by [`encode_block`] without building the others: the
+/// keys are compared as they are decoded, and only the found entry gets strings of its own. A
+/// lookup in a block that is not kept decoded costs this, not a whole [`decode_block`].
+pub fn find_in_block(block: &[u8], max_raw: usize, key: &str) -> Result<Option<Entry>> {
+    let raw = decompress(block, max_raw)?;
+    let mut r = Reader::new(&raw, "index block");
+    let count = read_count(&mut r)?;
+    let mut current: Vec<u8> = Vec::with_capacity(key.len() + 64);
+    let mut found = None;
+    for i in 0..count {
+        let shared = r.varint()? as usize;
+        let suffix = r.bytes()?;
+        if shared > current.len() {
+            return Err(corrupt("index block", "key shares more bytes than the previous key has"));
+        }
+        current.truncate(shared);
+        current.extend_from_slice(suffix);
+        if found.is_none() && current == key.as_bytes() {
+            found = Some(i);
+        }
+    }
+    let Some(at) = found else { return Ok(None) };
+    let numbers = Numbers::read(&mut r, count)?;
+    let mut content_type = None;
+    for i in 0..=at {
+        content_type = content_type_ref(&mut r)?;
+        if i == at {
+            break;
+        }
+    }
+    Ok(Some(Entry { key: key.to_owned(), content_type: content_type.map(str::to_owned), ..numbers.entry(at) }))
+}
+
+/// A block's bytes before compression, refusing more than `max_raw` of them.
+fn decompress(block: &[u8], max_raw: usize) -> Result<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(block)
+        .map_err(|_| corrupt("index block", "not a zstd frame"))?
+        .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
+    if size > max_raw as u64 {
+        return Err(corrupt("index block", format!("expands to {size} bytes, over the {max_raw}-byte limit")));
+    }
+    zstd::bulk::decompress(block, size as usize).map_err(|e| corrupt("index block", e.to_string()))
+}
+
+/// The block's entry count, bounded by its size.
+fn read_count(r: &mut Reader<'_>) -> Result<usize> {
+    let count = r.varint()?;
+    // Each entry takes at least 10 bytes, which bounds the allocation by the input.
+    let len = r.position() + r.remaining().len();
+    if count > len as u64 / 10 {
+        return Err(corrupt("index block", format!("{count} entries cannot fit in {len} bytes")));
+    }
+    Ok(count as usize)
+}
+
+/// The columns of numbers that follow a block's keys, decoded (offsets made absolute again).
+struct Numbers {
+    packs: Vec<u32>,
+    offsets: Vec<u64>,
+    lens: Vec<u64>,
+    raw_lens: Vec<u64>,
+    mtimes: Vec<Timestamp>,
+    modes: Vec<u32>,
+}
+
+impl Numbers {
+    fn read(r: &mut Reader<'_>, count: usize) -> Result<Self> {
+        let packs = (0..count).map(|_| r.varint_u32()).collect::<Result<Vec<_>>>()?;
+        let deltas = (0..count).map(|_| r.zigzag()).collect::<Result<Vec<_>>>()?;
+        let lens = (0..count).map(|_| r.varint()).collect::<Result<Vec<_>>>()?;
+        let mut offsets = Vec::with_capacity(count);
+        let mut next: Option<(u32, u64)> = None;
+        for ((&pack, delta), &len) in packs.iter().zip(deltas).zip(&lens) {
+            let expected = next.filter(|(p, _)| *p == pack).map_or(0, |(_, o)| o);
+            let offset = expected.wrapping_add(delta as u64);
+            offsets.push(offset);
+            next = Some((pack, offset.wrapping_add(len)));
+        }
+        let raw_lens = (0..count).map(|_| r.varint()).collect::<Result<Vec<_>>>()?;
+        let mut mtimes = Vec::with_capacity(count);
+        let mut prev_secs = 0;
+        for _ in 0..count {
+            let t = Timestamp::decode(r, prev_secs)?;
+            prev_secs = t.secs;
+            mtimes.push(t);
+        }
+        let modes = (0..count).map(|_| r.varint_u32()).collect::<Result<Vec<_>>>()?;
+        Ok(Numbers { packs, offsets, lens, raw_lens, mtimes, modes })
+    }
+
+    /// Entry `i` without its key and content type.
+    fn entry(&self, i: usize) -> Entry {
+        Entry {
+            key: String::new(),
+            pack: self.packs[i],
+            offset: self.offsets[i],
+            len: self.lens[i],
+            raw_len: self.raw_lens[i],
+            mtime: self.mtimes[i],
+            mode: self.modes[i],
+            content_type: None,
+        }
+    }
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -306,7 +375,14 @@ mod tests {
                 })
                 .collect();
             let block = encode_block(&entries)?;
-            prop_assert_eq!(decode_block(&block, 1 << 24)?, entries);
+            prop_assert_eq!(&decode_block(&block, 1 << 24)?, &entries);
+            for e in &entries {
+                prop_assert_eq!(find_in_block(&block, 1 << 24, &e.key)?, Some(e.clone()));
+                let missing = format!("{}~", e.key);
+                if !entries.iter().any(|x| x.key == missing) {
+                    prop_assert_eq!(find_in_block(&block, 1 << 24, &missing)?, None);
+                }
+            }
         }
     }
 }

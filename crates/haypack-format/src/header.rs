@@ -151,11 +151,16 @@ pub(crate) fn put_content_type(out: &mut Vec<u8>, ct: Option<&str>) {
 }
 
 pub(crate) fn read_content_type(r: &mut Reader<'_>) -> Result<Option<String>> {
+    Ok(content_type_ref(r)?.map(str::to_owned))
+}
+
+/// A content type as [`put_content_type`] wrote it, borrowed from the input or the table.
+pub(crate) fn content_type_ref<'a>(r: &mut Reader<'a>) -> Result<Option<&'a str>> {
     match r.u8()? {
         0 => Ok(None),
-        CONTENT_TYPE_STRING => Ok(Some(r.str()?.to_owned())),
+        CONTENT_TYPE_STRING => Ok(Some(r.str()?)),
         code => match CONTENT_TYPES.get(usize::from(code) - 1) {
-            Some(t) => Ok(Some((*t).to_owned())),
+            Some(t) => Ok(Some(t)),
             None => Err(corrupt("content type", format!("unknown content type code {code}"))),
         },
     }

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use haypack_format::{
     ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_block,
-    decode_content,
+    decode_content, find_in_block,
 };
 use haypack_store::Store;
 
@@ -183,52 +183,16 @@ impl Archive {
     /// The decoded index block `i` of the root, from the cache or the store. Blocks are what
     /// writers merge changes into; most callers want [`Archive::stat`] or [`Archive::scan`].
     pub async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
-        let kept = {
-            let cache = self.blocks.lock().expect("cache lock");
-            if let Some(b) = cache.map.get(&i) {
-                return Ok(b.clone());
-            }
-            cache.raw.get(&i).cloned()
-        };
-        let r = &self.manifest.index.blocks[i];
-        // The manifest was validated: every block's object is listed.
-        let object = &self.manifest.index.objects[r.object as usize];
-        let name = &object.name;
-        let corrupt = |detail: String| Error::Corrupt { object: name.clone(), offset: r.offset, key: None, detail };
-        // A cached block is named by its checksum and length: a file under that name with
-        // those contents is the block, whichever archive put it there.
-        let cached = self.disk_cache.as_ref().map(|d| d.join(format!("{:08x}-{:x}.hpb", r.crc32c, r.len)));
-        let from_disk = match kept {
-            Some(_) => None,
-            None => cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c),
-        };
-        let bytes = match (kept, from_disk) {
-            (Some(b), _) => b,
-            (None, Some(b)) => bytes::Bytes::from(b),
-            (None, None) => {
-                let b = self.read_range(name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
-                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
-                        corrupt(format!("index object is {size} bytes, the manifest says {}: truncated", object.size))
-                    }
-                    e => e,
-                })?;
-                if let Some(path) = &cached
-                    && crc32c::crc32c(&b) == r.crc32c
-                {
-                    save_to_cache(path, &b);
-                }
-                b
-            }
-        };
-        let crc = crc32c::crc32c(&bytes);
-        if crc != r.crc32c {
-            return Err(corrupt(format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c)));
+        if let Some(b) = self.blocks.lock().expect("cache lock").map.get(&i) {
+            return Ok(b.clone());
         }
-        let mut entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| corrupt(e.to_string()))?;
+        let bytes = self.block_bytes(i).await?;
+        let r = &self.manifest.index.blocks[i];
+        let mut entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| self.block_corrupt(i, e.to_string()))?;
         // Blocks before format version 3 may hold nanoseconds; the index means whole seconds.
         entries.iter_mut().for_each(|e| e.mtime.nanos = 0);
         if entries.len() as u64 != r.records || entries.first().map(|e| &e.key) != Some(&r.first_key) {
-            return Err(corrupt("index block disagrees with the manifest's root".into()));
+            return Err(self.block_corrupt(i, "index block disagrees with the manifest's root".into()));
         }
         let entries = Arc::new(entries);
         let mut cache = self.blocks.lock().expect("cache lock");
@@ -239,21 +203,85 @@ impl Archive {
         }
         cache.order.push_back(i);
         cache.map.insert(i, entries.clone());
-        if !cache.raw.contains_key(&i) && cache.raw_bytes + bytes.len() <= RAW_BLOCK_BUDGET {
-            cache.raw_bytes += bytes.len();
-            cache.raw.insert(i, bytes);
-        }
         Ok(entries)
     }
 
+    /// The compressed index block `i`, checked against the root's CRC: from memory, the disk
+    /// cache or the store, and kept in memory while [`RAW_BLOCK_BUDGET`] allows.
+    async fn block_bytes(&self, i: usize) -> Result<bytes::Bytes> {
+        if let Some(b) = self.blocks.lock().expect("cache lock").raw.get(&i) {
+            return Ok(b.clone());
+        }
+        let r = &self.manifest.index.blocks[i];
+        // The manifest was validated: every block's object is listed.
+        let object = &self.manifest.index.objects[r.object as usize];
+        // A cached block is named by its checksum and length: a file under that name with
+        // those contents is the block, whichever archive put it there.
+        let cached = self.disk_cache.as_ref().map(|d| d.join(format!("{:08x}-{:x}.hpb", r.crc32c, r.len)));
+        let from_disk = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c);
+        let bytes = match from_disk {
+            Some(b) => bytes::Bytes::from(b),
+            None => {
+                let b = self.read_range(&object.name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
+                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => self.block_corrupt(
+                        i,
+                        format!("index object is {size} bytes, the manifest says {}: truncated", object.size),
+                    ),
+                    e => e,
+                })?;
+                let crc = crc32c::crc32c(&b);
+                if crc != r.crc32c {
+                    let detail = format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c);
+                    return Err(self.block_corrupt(i, detail));
+                }
+                if let Some(path) = &cached {
+                    save_to_cache(path, &b);
+                }
+                b
+            }
+        };
+        let mut cache = self.blocks.lock().expect("cache lock");
+        if !cache.raw.contains_key(&i) && cache.raw_bytes + bytes.len() <= RAW_BLOCK_BUDGET {
+            cache.raw_bytes += bytes.len();
+            cache.raw.insert(i, bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    fn block_corrupt(&self, i: usize, detail: String) -> Error {
+        let r = &self.manifest.index.blocks[i];
+        let object = self.manifest.index.objects[r.object as usize].name.clone();
+        Error::Corrupt { object, offset: r.offset, key: None, detail }
+    }
+
     /// The index entry of `key`: where it is and what `ls --long` shows. Reads at most one
-    /// index block.
+    /// index block. A block is decoded whole and kept while the decoded cache has room; once
+    /// it is full, a lookup in a block outside it searches the compressed block instead of
+    /// decoding it and pushing another out, which costs several times less for random keys
+    /// over more blocks than the cache holds.
     pub async fn stat(&self, key: &str) -> Result<Entry> {
         let not_found = || Error::NotFound { key: key.to_owned(), archive: self.describe() };
         let i = self.manifest.block_for(key).ok_or_else(not_found)?;
-        let block = self.block(i).await?;
-        let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
-        Ok(block[at].clone())
+        let full = {
+            let cache = self.blocks.lock().expect("cache lock");
+            match cache.map.get(&i) {
+                Some(block) => {
+                    let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
+                    return Ok(block[at].clone());
+                }
+                None => cache.map.len() >= BLOCK_CACHE,
+            }
+        };
+        if !full {
+            let block = self.block(i).await?;
+            let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
+            return Ok(block[at].clone());
+        }
+        let bytes = self.block_bytes(i).await?;
+        let found = find_in_block(&bytes, MAX_BLOCK_RAW, key).map_err(|e| self.block_corrupt(i, e.to_string()))?;
+        let mut entry = found.ok_or_else(not_found)?;
+        entry.mtime.nanos = 0;
+        Ok(entry)
     }
 
     /// The content of `key`, verified.

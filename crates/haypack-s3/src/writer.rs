@@ -1,5 +1,6 @@
 //! Streaming writes as multipart uploads: parts upload concurrently while the writer fills the
-//! next one, so memory stays at (concurrency + 1) × part size whatever the object's size.
+//! next one. The part being filled takes one of the concurrency slots too, so memory stays at
+//! concurrency × part size whatever the object's size.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub(crate) struct S3Writer {
     key: String,
     handle: Handle,
     buf: Vec<u8>,
+    /// The slot `buf` holds: it goes with the part to its upload.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     upload_id: Option<String>,
     next_part: i32,
     parts: Vec<JoinHandle<Result<CompletedPart>>>,
@@ -54,17 +57,20 @@ impl S3Writer {
             name: name.to_owned(),
             detail: "an S3 upload needs a tokio runtime".into(),
         })?;
-        let (buf, concurrency) = (store.inner.buffer(), store.inner.opts.concurrency.max(1));
+        let slots = Arc::new(Semaphore::new(store.inner.opts.concurrency.max(1)));
+        let permit = slots.clone().try_acquire_owned().ok();
+        let buf = store.inner.buffer();
         Ok(S3Writer {
             store,
             name: name.to_owned(),
             key,
             handle,
             buf,
+            permit,
             upload_id: None,
             next_part: 1,
             parts: Vec::new(),
-            slots: Arc::new(Semaphore::new(concurrency)),
+            slots,
             size: 0,
             resumable,
             existing: Existing::Unknown,
@@ -114,8 +120,8 @@ impl S3Writer {
     }
 
     /// Starts the multipart upload if it is not yet, and fails now if a part already failed;
-    /// then waits for a free slot and numbers the next part.
-    fn next_part(&mut self) -> Result<(tokio::sync::OwnedSemaphorePermit, i32, String)> {
+    /// then numbers the next part.
+    fn next_part(&mut self) -> Result<(i32, String)> {
         let i = self.store.inner.clone();
         if self.upload_id.is_none() {
             let req = i.client.create_multipart_upload().bucket(&i.bucket).key(&self.key).send();
@@ -129,13 +135,13 @@ impl S3Writer {
             let part = self.handle.block_on(done).map_err(|e| self.join_error(e))??;
             self.parts.insert(pos, self.handle.spawn(async move { Ok(part) }));
         }
-        let permit = self.handle.block_on(self.slots.clone().acquire_owned()).expect("the semaphore is never closed");
         let number = self.next_part;
         self.next_part += 1;
-        Ok((permit, number, self.upload_id.clone().unwrap_or_default()))
+        Ok((number, self.upload_id.clone().unwrap_or_default()))
     }
 
-    /// Starts uploading the buffered bytes as the next part, waiting for a free slot.
+    /// Starts uploading the buffered bytes as the next part, then waits for a free slot to
+    /// fill the next one in.
     fn send_part(&mut self) -> Result<()> {
         self.look()?;
         if let Existing::Present { part_md5s, .. } = &mut self.existing {
@@ -143,9 +149,9 @@ impl S3Writer {
             self.buf.clear();
             return Ok(());
         }
-        let (permit, number, upload_id) = self.next_part()?;
-        let fresh = self.store.inner.buffer();
-        let data = bytes::Bytes::from(std::mem::replace(&mut self.buf, fresh));
+        let (number, upload_id) = self.next_part()?;
+        let permit = self.permit.take();
+        let data = bytes::Bytes::from(std::mem::take(&mut self.buf));
         let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
         self.parts.push(self.handle.spawn(async move {
             let _permit = permit;
@@ -166,7 +172,14 @@ impl S3Writer {
             store.inner.recycle(data);
             Ok(CompletedPart::builder().set_e_tag(resp.e_tag().map(str::to_owned)).part_number(number).build())
         }));
+        self.permit = Some(self.slot());
+        self.buf = self.store.inner.buffer();
         Ok(())
+    }
+
+    /// Waits for one of the writer's slots: a part uploading, copying, or being filled.
+    fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.handle.block_on(self.slots.clone().acquire_owned()).expect("the semaphore is never closed")
     }
 
     fn join_error(&self, e: tokio::task::JoinError) -> Error {
@@ -248,7 +261,8 @@ impl ObjectWriter for S3Writer {
         let mut at = range.start;
         for n in 0..count {
             let end = if n + 1 == count { range.end } else { at + len / count };
-            let (permit, number, upload_id) = self.next_part()?;
+            let (number, upload_id) = self.next_part()?;
+            let permit = self.slot();
             let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
             let (copy_source, version) = (copy_source.clone(), version.to_owned());
             self.parts.push(self.handle.spawn(async move {
