@@ -517,8 +517,8 @@ def main():
             rep.say(f"- `{section}`: {machine_line(m)}.")
     rep.say(
         "",
-        "The machine was shared: two other engineers were compiling on its 2 cores during these runs (the load",
-        "averages above), which inflates wall times of both haypack and its peers; the ratios are what holds.",
+        "The load averages include the harness's own release build just before, and whatever else shared the",
+        "machine; wall times of haypack and its peers move with them alike, so the ratios are what holds.",
         "",
         "## Goals",
         "",

@@ -129,7 +129,8 @@ machine() {
         echo "zstd $(zstd --version | grep -o 'v[0-9.]*' | head -n 1)"
         echo "tar $(tar --version | head -n 1 | grep -o '[0-9.]*$')"
         echo "rustc $(rustc --version | cut -d' ' -f2)"
-        echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo +dirty)"
+        # The harness's own output (docs/) does not make the measured code dirty.
+        echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo +dirty)"
         # Other processes using the CPU while we ran: the load average says whether it was shared.
         echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
     } > "$results/machine-$1.txt"
