@@ -131,7 +131,7 @@ impl BlockBuilder {
 pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
     let raw = decompress(block, max_raw)?;
     let mut r = Reader::new(&raw, "index block");
-    let count = read_count(&mut r)?;
+    let count = read_count(&mut r, raw.len())?;
     let mut keys: Vec<String> = Vec::with_capacity(count);
     for _ in 0..count {
         let shared = r.varint()? as usize;
@@ -166,7 +166,7 @@ pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
 pub fn find_in_block(block: &[u8], max_raw: usize, key: &str) -> Result<Option<Entry>> {
     let raw = decompress(block, max_raw)?;
     let mut r = Reader::new(&raw, "index block");
-    let count = read_count(&mut r)?;
+    let count = read_count(&mut r, raw.len())?;
     let mut current: Vec<u8> = Vec::with_capacity(key.len() + 64);
     let mut found = None;
     for i in 0..count {
@@ -184,11 +184,8 @@ pub fn find_in_block(block: &[u8], max_raw: usize, key: &str) -> Result<Option<E
     let Some(at) = found else { return Ok(None) };
     let numbers = Numbers::read(&mut r, count)?;
     let mut content_type = None;
-    for i in 0..=at {
+    for _ in 0..=at {
         content_type = content_type_ref(&mut r)?;
-        if i == at {
-            break;
-        }
     }
     Ok(Some(Entry { key: key.to_owned(), content_type: content_type.map(str::to_owned), ..numbers.entry(at) }))
 }
@@ -204,11 +201,10 @@ fn decompress(block: &[u8], max_raw: usize) -> Result<Vec<u8>> {
     zstd::bulk::decompress(block, size as usize).map_err(|e| corrupt("index block", e.to_string()))
 }
 
-/// The block's entry count, bounded by its size.
-fn read_count(r: &mut Reader<'_>) -> Result<usize> {
+/// The entry count of a block of `len` bytes, bounded by that size.
+fn read_count(r: &mut Reader<'_>, len: usize) -> Result<usize> {
     let count = r.varint()?;
     // Each entry takes at least 10 bytes, which bounds the allocation by the input.
-    let len = r.position() + r.remaining().len();
     if count > len as u64 / 10 {
         return Err(corrupt("index block", format!("{count} entries cannot fit in {len} bytes")));
     }

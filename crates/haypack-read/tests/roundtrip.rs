@@ -428,3 +428,31 @@ async fn a_record_that_expands_a_thousandfold_reads_back_by_every_path() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.records, tree.len() as u64);
 }
+
+/// More index blocks than the reader keeps decoded (long keys make small blocks): lookups in the
+/// blocks beyond its cache search the compressed blocks, and find exactly what a full decode does.
+#[tokio::test]
+async fn lookups_beyond_the_decoded_block_cache_find_every_key() {
+    let long = "d".repeat(240);
+    let dirs: Vec<String> = (0..8).map(|i| format!("{i}{long}")).collect();
+    let mut tree = BTreeMap::new();
+    for i in 0..5000 {
+        tree.insert(format!("{}/{i:05}", dirs.join("/")), format!("record {i}\n").into_bytes());
+    }
+    let (_tmp, arch) = pack_tree(&tree, PackOptions::default()).await;
+    let archive = open(&arch).await.expect("open");
+    let blocks = archive.manifest().index.blocks.len();
+    assert!(blocks > 32, "{blocks} blocks: more than the decoded cache holds");
+    // Touch every block once, in reverse, so that the last ones are searched compressed.
+    let mut keys: Vec<&String> = tree.keys().collect();
+    keys.reverse();
+    for key in keys {
+        assert_eq!(archive.get(key).await.expect("get"), tree[key], "{key}");
+    }
+    let listed = archive.list("").await.expect("list");
+    for e in listed.iter().step_by(97) {
+        assert_eq!(&archive.stat(&e.key).await.expect("stat"), e);
+    }
+    let missing = format!("{}/99999", dirs.join("/"));
+    assert!(matches!(archive.stat(&missing).await, Err(Error::NotFound { .. })));
+}
