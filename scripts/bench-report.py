@@ -196,7 +196,8 @@ def scale_section(rep, small):
         "The same corpora, through `target/release/examples/lookups ARCHIVE 10000` (haypack-read's",
         "example): it reads through the `Counting` store wrapper, so request counts are measured. *Cold*: a",
         "fresh reader per key (1,000 keys): `stat` alone shows the index block reads, then `get`. *Warm*:",
-        "one reader, 10,000 random `get`s one after another (its block cache holds 32 decoded blocks).",
+        "one reader, 10,000 random `get`s one after another (it keeps 32 blocks decoded and every block it read",
+        "compressed, and searches a compressed one when the decoded cache is full: hence the 1M row's p50).",
         "Index bytes exclude the root, which lives in the manifest.",
         "",
     )
