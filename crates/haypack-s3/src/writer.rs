@@ -262,7 +262,12 @@ impl ObjectWriter for S3Writer {
         for n in 0..count {
             let end = if n + 1 == count { range.end } else { at + len / count };
             let (number, upload_id) = self.next_part()?;
-            let permit = self.slot();
+            // The empty buffer's slot goes to the first copy (with one slot, waiting for
+            // another would wait for ever); the buffer takes one back after the last.
+            let permit = match self.permit.take() {
+                Some(p) => p,
+                None => self.slot(),
+            };
             let (store, name, key) = (self.store.clone(), self.name.clone(), self.key.clone());
             let (copy_source, version) = (copy_source.clone(), version.to_owned());
             self.parts.push(self.handle.spawn(async move {
@@ -286,6 +291,7 @@ impl ObjectWriter for S3Writer {
             }));
             at = end;
         }
+        self.permit = Some(self.slot());
         self.size += len;
         Ok(())
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use haypack_format::Compression;
 use haypack_pack::{CompactOptions, PackOptions};
 use haypack_read::Archive;
-use haypack_s3::MIN_PART_SIZE;
 use haypack_s3::testing::TestServer;
+use haypack_s3::{MIN_PART_SIZE, S3Options, S3Store};
 use haypack_store::Store;
 
 use haypack_testkit::noise;
@@ -44,8 +44,11 @@ async fn compaction_copies_long_runs_inside_the_store() {
     let files: BTreeMap<String, Vec<u8>> = (0..60).map(|i| (format!("f{i:02}"), noise(256 << 10, i))).collect();
     let src = tempfile::tempdir().unwrap();
     write_files(src.path(), &files);
-    for server in TestServer::all() {
-        let store: Arc<dyn Store> = Arc::new(server.store("compact", MIN_PART_SIZE).await);
+    // One upload slot as well as several: the part being filled holds one, copies need them too.
+    for (server, concurrency) in TestServer::all().into_iter().flat_map(|s| [(s.clone(), 4), (s, 1)]) {
+        let options = S3Options { concurrency, ..server.options(MIN_PART_SIZE) };
+        let store: Arc<dyn Store> =
+            Arc::new(S3Store::connect(&server.fresh_url("compact"), options).await.expect("valid options"));
         let opts =
             PackOptions { compression: Compression { compress: false, ..Default::default() }, ..Default::default() };
         haypack_pack::pack(src.path(), store.clone(), opts, Arc::new(())).await.unwrap();
@@ -58,8 +61,10 @@ async fn compaction_copies_long_runs_inside_the_store() {
         };
         haypack_pack::remove(store.clone(), &doomed, &[], false).await.unwrap();
 
-        let report = haypack_pack::compact(store.clone(), CompactOptions::default(), Arc::new(())).await.unwrap();
-        let name = server.name;
+        let compaction = haypack_pack::compact(store.clone(), CompactOptions::default(), Arc::new(()));
+        let report =
+            tokio::time::timeout(Duration::from_secs(120), compaction).await.expect("compaction hangs").unwrap();
+        let name = format!("{} with {concurrency} slots", server.name);
         assert_eq!((report.compacted.len(), report.written.len()), (1, 1), "{name}");
         assert_eq!(report.copied_in_store, run(0, 25), "{name}: the long run is copied inside the store");
         // The short runs, and the 256 KiB dead record between them, read along in one request.
