@@ -262,17 +262,11 @@ impl Archive {
     pub async fn stat(&self, key: &str) -> Result<Entry> {
         let not_found = || Error::NotFound { key: key.to_owned(), archive: self.describe() };
         let i = self.manifest.block_for(key).ok_or_else(not_found)?;
-        let full = {
+        let search_compressed = {
             let cache = self.blocks.lock().expect("cache lock");
-            match cache.map.get(&i) {
-                Some(block) => {
-                    let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
-                    return Ok(block[at].clone());
-                }
-                None => cache.map.len() >= BLOCK_CACHE,
-            }
+            !cache.map.contains_key(&i) && cache.map.len() >= BLOCK_CACHE
         };
-        if !full {
+        if !search_compressed {
             let block = self.block(i).await?;
             let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
             return Ok(block[at].clone());
