@@ -1,0 +1,74 @@
+//! Where records come from. Every input haypack packs — a directory, a tar stream, a zip file,
+//! a WARC — is a [`Source`]: a sequence of [`Record`]s read one at a time, in the source's own
+//! order, with flat memory whatever the number of entries. A record's content is handed over
+//! as bytes, as a file to open, or as a reader borrowed from the source (a tar member is read
+//! straight from the stream), so nothing is extracted to disk first.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use haypack_format::Timestamp;
+
+mod error;
+
+pub use error::{Error, Result};
+
+/// A sequential source of records.
+pub trait Source {
+    /// The next record or skipped entry, `None` at the end. The record may borrow the source
+    /// (its content reader reads the stream), so it must be consumed before the next call.
+    fn next_item(&mut self) -> Result<Option<Item<'_>>>;
+}
+
+/// What a source yields.
+pub enum Item<'a> {
+    /// A record to write.
+    Record(Record<'a>),
+    /// An entry passed over (a link, a device, an unreadable file with skipping on), and why.
+    Skipped(Skipped),
+}
+
+/// One record from a source.
+pub struct Record<'a> {
+    /// Its key: a relative, `/`-separated UTF-8 path with no empty, `.` or `..` component.
+    pub key: String,
+    /// Modification time, if the source has one.
+    pub mtime: Option<Timestamp>,
+    /// Unix permission bits, if the source has them.
+    pub mode: Option<u32>,
+    /// Media type, if the source says (a WARC's HTTP `Content-Type`); otherwise the writer
+    /// guesses from the key.
+    pub content_type: Option<String>,
+    /// The content.
+    pub content: Content<'a>,
+}
+
+/// A record's content.
+pub enum Content<'a> {
+    /// Already in memory.
+    Bytes(Vec<u8>),
+    /// A regular file, opened by the writer (which may read many at once): `len` is its size
+    /// when the source saw it, and a file that changed size since is an error.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// A stream to read to its end, of known length or not.
+    Reader {
+        /// The content.
+        reader: Box<dyn Read + 'a>,
+        /// Its length, if the source knows it (a tar or zip member's size).
+        len: Option<u64>,
+    },
+}
+
+/// A source entry passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its path in the source (a file path, or a member name).
+    pub path: PathBuf,
+    /// Why it was passed over.
+    pub reason: String,
+}
