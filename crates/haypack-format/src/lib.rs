@@ -32,6 +32,7 @@ mod footer;
 mod frame;
 mod header;
 mod manifest;
+mod segment;
 
 pub use crate::bytes::{Reader, put_varint};
 pub use crate::codec::{
@@ -48,3 +49,4 @@ pub use crate::manifest::{
     BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
     Retired,
 };
+pub use crate::segment::{SEGMENT_VERSION, Segment};

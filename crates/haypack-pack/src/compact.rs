@@ -129,7 +129,7 @@ pub async fn compact(
         let mut changes = std::mem::take(&mut copier.moves);
         changes.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         let update = Update {
-            changes,
+            changes: changes.into(),
             new_packs: copier.packs.clone(),
             drop_packs: chosen.iter().map(|p| p.name.clone()).collect(),
             rewrite_index: true,

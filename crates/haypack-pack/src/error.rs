@@ -108,6 +108,51 @@ pub enum Error {
         /// The object.
         name: String,
     },
+    /// Two records with the same key in one stream of records.
+    #[error(
+        "the key {key:?} was written twice; nothing was committed (a writer told to keep the last record of a key takes this)"
+    )]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A key that could not name a file under a directory.
+    #[error("{key:?} cannot be a key: {why}; keys are relative '/'-separated paths")]
+    BadKey {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A record's content could not be read from its source.
+    #[error("reading the content of {key:?}: {source}; nothing was committed")]
+    Content {
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The record source failed.
+    #[error(transparent)]
+    Source(#[from] haypack_source::Error),
+    /// A segment written for another archive.
+    #[error("segment {token} was written for {written_for}, not {archive}; nothing was committed")]
+    ForeignSegment {
+        /// The segment's token.
+        token: String,
+        /// The archive it names.
+        written_for: String,
+        /// The archive it was to be committed to.
+        archive: String,
+    },
+    /// A segment whose objects are not what it describes.
+    #[error("segment {token} cannot be committed: {detail}; nothing was committed")]
+    SegmentIncomplete {
+        /// The segment's token.
+        token: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A check that only a bug in haypack can fail; nothing was committed.
     #[error("internal error, nothing was committed: {0}; please report it")]
     Bug(String),

@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use haypack_format::{Entry, Manifest};
+use haypack_format::Manifest;
 use haypack_read::Archive;
 use haypack_store::Store;
 
-use crate::update::{Change, Update, commit, unique_token};
-use crate::{Error, PackOptions, Packer, Progress, Result, Skipped};
+use crate::records::{Placement, RecordWriter, Written};
+use crate::update::{Change, ChangeIter, Changes, Update, commit, unique_token};
+use crate::{Error, PackOptions, Progress, Result, Skipped};
 
 /// What an `add` or `rm` did.
 #[derive(Debug, Clone)]
@@ -38,41 +39,61 @@ pub async fn add(
 ) -> Result<ChangeReport> {
     let (archive, version) = Archive::open_for_update(store.clone()).await?;
     let token = unique_token();
-    let first_id = archive.manifest().packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
-    let mut packer = Packer::new(store.clone(), opts, progress, first_id, false);
-    packer.suffix = format!("-{token}");
-    packer.key_prefix = prefix.to_owned();
+    let first_id = next_pack_id(archive.manifest())?;
+    let placement = Placement { first_id, suffix: format!("-{token}"), resume: false };
     // New records share the archive's newest dictionary, if it has one.
-    packer.dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
+    let dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
+    let opts = PackOptions { key_prefix: prefix.to_owned(), ..opts };
+    let mut writer = RecordWriter::new(store.clone(), opts, progress, placement, dict);
     let src = src.to_owned();
-    let (packer, packed) = tokio::task::spawn_blocking(move || {
-        let mut entries: Vec<Entry> = Vec::new();
-        let packs = packer.run(&src, &mut |e| {
-            entries.push(e);
-            Ok(())
-        });
-        (packer, packs.map(|p| (p, entries)))
+    let written = tokio::task::spawn_blocking(move || {
+        let fed = crate::feed_tree(&mut writer, &src);
+        (writer.finish(), fed)
     })
     .await
-    .expect("the packer does not panic");
-    let committed = async {
-        let (new_packs, entries) = packed?;
-        let update = Update { changes: entries.into_iter().map(Change::Put).collect(), new_packs, ..Update::default() };
-        commit(&store, &update, Some((Arc::new(archive), version)), &token).await
-    };
-    match committed.await {
-        Ok(c) => Ok(ChangeReport {
-            added: c.tally.added - c.tally.removed,
-            removed: c.tally.removed,
-            manifest: Some(c.manifest),
-            skipped: packer.skipped,
-            retries: c.retries,
-        }),
-        Err(e) => {
-            packer.remove_written(&*store).await;
-            Err(e)
+    .map_err(|e| Error::Bug(format!("the packer stopped: {e}")))?;
+    let written = match written {
+        (Ok(w), Ok(())) => w,
+        (Ok(w), Err(e)) => {
+            crate::remove_objects(&*store, &w.written).await;
+            return Err(e);
         }
+        (Err(e), _) => return Err(e),
+    };
+    let skipped = written.skipped.clone();
+    let committed = commit_written(&store, written, Some((Arc::new(archive), version)), &token).await?;
+    Ok(ChangeReport {
+        added: committed.tally.added - committed.tally.removed,
+        removed: committed.tally.removed,
+        manifest: Some(committed.manifest),
+        skipped,
+        retries: committed.retries,
+    })
+}
+
+/// The id after the largest pack id of `m`.
+pub(crate) fn next_pack_id(m: &Manifest) -> Result<u32> {
+    let last = m.packs.iter().map(|p| p.id).max().unwrap_or(0);
+    last.checked_add(1).ok_or_else(|| Error::Bug(format!("pack ids ran out at {last}")))
+}
+
+/// Commits what a record writer wrote as changes on top of the archive: every record a put,
+/// streamed from its sorted entries. On failure, what it wrote is removed.
+pub(crate) async fn commit_written(
+    store: &Arc<dyn Store>,
+    written: Written,
+    base: Option<(Arc<Archive>, String)>,
+    token: &str,
+) -> Result<crate::update::Committed> {
+    let Written { packs, entries, written: objects, .. } = written;
+    let entries = Arc::new(entries);
+    let open = move || -> Result<ChangeIter> { Ok(Box::new(entries.iter()?.map(|e| e.map(Change::Put)))) };
+    let update = Update { changes: Changes::Streamed(Arc::new(open)), new_packs: packs, ..Update::default() };
+    let committed = commit(store, &update, base, token).await;
+    if committed.is_err() {
+        crate::remove_objects(&**store, &objects).await;
     }
+    committed
 }
 
 /// Deletes `keys` and every key under each of `prefixes` from the archive in `store`, as the
@@ -111,7 +132,8 @@ pub async fn remove(
     if doomed.is_empty() {
         return Ok(report);
     }
-    let update = Update { changes: doomed.into_iter().map(Change::Delete).collect(), ..Update::default() };
+    let update =
+        Update { changes: doomed.into_iter().map(Change::Delete).collect::<Vec<_>>().into(), ..Update::default() };
     let c = commit(&store, &update, Some((Arc::new(archive), version)), &unique_token()).await?;
     report.manifest = Some(c.manifest);
     report.removed = c.tally.removed;

@@ -48,6 +48,46 @@ impl Change {
     }
 }
 
+/// Changes in key order, one at a time.
+pub(crate) type ChangeIter = Box<dyn Iterator<Item = Result<Change>> + Send>;
+
+/// An update's changes, sorted by key with at most one per key: listed in memory, or streamed
+/// from a source that can be read again, since a commit that loses a race merges again.
+pub(crate) enum Changes {
+    Listed(Vec<Change>),
+    Streamed(Arc<dyn Fn() -> Result<ChangeIter> + Send + Sync>),
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::Listed(Vec::new())
+    }
+}
+
+impl From<Vec<Change>> for Changes {
+    fn from(changes: Vec<Change>) -> Self {
+        Changes::Listed(changes)
+    }
+}
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Changes::Listed(c) => write!(f, "{} listed changes", c.len()),
+            Changes::Streamed(_) => f.write_str("streamed changes"),
+        }
+    }
+}
+
+impl Changes {
+    fn open(&self) -> Result<ChangeIter> {
+        match self {
+            Changes::Listed(c) => Ok(Box::new(c.clone().into_iter().map(Ok))),
+            Changes::Streamed(open) => open(),
+        }
+    }
+}
+
 /// What a merge did to the records.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
@@ -85,8 +125,8 @@ impl Tally {
 /// A change to commit: index changes and the packs they point into.
 #[derive(Debug, Default)]
 pub(crate) struct Update {
-    /// Sorted by key, at most one per key.
-    pub changes: Vec<Change>,
+    /// What changes, in key order.
+    pub changes: Changes,
     /// Packs this writer wrote. Their ids, and the ids in `changes` that name them, are
     /// renumbered to follow the packs of whatever generation the commit lands on.
     pub new_packs: Vec<PackRef>,
@@ -171,8 +211,7 @@ async fn merge_index(
     index_name: String,
 ) -> Result<(IndexRef, Vec<String>, Tally)> {
     let (store, archive, handle) = (store.clone(), archive.clone(), tokio::runtime::Handle::current());
-    // The changes are cloned once per attempt: a commit that loses merges them again.
-    let (changes, rewrite_all, ids) = (update.changes.clone(), update.rewrite_index, ids.clone());
+    let (mut changes, rewrite_all, ids) = (update.changes.open()?.peekable(), update.rewrite_index, ids.clone());
     tokio::task::spawn_blocking(move || {
         let renumber = |mut e: Entry| {
             if let Some(id) = ids.get(&e.pack) {
@@ -183,22 +222,36 @@ async fn merge_index(
         let out = IndexWriter::create(&*store, index_name, false)?;
         let mut merger = Merger::new(out);
         let old = &archive.manifest().index;
-        let mut next = 0;
+        let mut last: Option<String> = None;
+        // The next change whose key is before `end`, checked to come in order.
+        let mut next_before = |end: Option<&str>| -> Result<Option<Change>> {
+            match changes.peek() {
+                None => return Ok(None),
+                Some(Ok(c)) if end.is_some_and(|end| c.key() >= end) => return Ok(None),
+                Some(_) => {}
+            }
+            let c = changes.next().transpose()?;
+            if let Some(c) = &c {
+                if last.as_deref().is_some_and(|last| last >= c.key()) {
+                    return Err(Error::Bug(format!("changes out of order: {last:?} then {:?}", c.key())));
+                }
+                last = Some(c.key().to_owned());
+            }
+            Ok(c)
+        };
         for i in 0..old.blocks.len() {
             let end = old.blocks.get(i + 1).map(|b| b.first_key.as_str());
-            let from = next;
-            while next < changes.len() && end.is_none_or(|end| changes[next].key() < end) {
-                next += 1;
-            }
-            if from == next && !rewrite_all {
+            let first = next_before(end)?;
+            if first.is_none() && !rewrite_all {
                 merger.keep(i)?;
                 continue;
             }
             let entries = handle.block_on(archive.block(i))?;
-            merger.merge(&entries, &changes[from..next], &renumber)?;
+            merger.merge(&entries, first, &mut || next_before(end), &renumber)?;
         }
         // An empty index has no block to merge into.
-        merger.merge(&[], &changes[next..], &renumber)?;
+        let first = next_before(None)?;
+        merger.merge(&[], first, &mut || next_before(None), &renumber)?;
         merger.finish(old)
     })
     .await
@@ -272,55 +325,74 @@ impl Merger {
         self.cut(w.max(1))
     }
 
-    /// Merges a block's entries with the changes in its key range, both sorted by key.
-    fn merge(&mut self, entries: &[Entry], changes: &[Change], renumber: &impl Fn(Entry) -> Entry) -> Result<()> {
-        let (mut a, mut b) = (0, 0);
-        while a < entries.len() || b < changes.len() {
-            let (old, change) = match (entries.get(a), changes.get(b)) {
-                (Some(e), Some(c)) if e.key.as_str() == c.key() => (Some(e), Some(c)),
-                (Some(e), Some(c)) if e.key.as_str() > c.key() => (None, Some(c)),
-                (Some(e), _) => (Some(e), None),
-                (None, c) => (None, c),
-            };
-            a += usize::from(old.is_some());
-            b += usize::from(change.is_some());
-            let Some(change) = change else {
-                self.push(old.expect("one side is there").clone())?;
-                continue;
-            };
-            match change {
-                Change::Put(new) => {
-                    if let Some(old) = old {
-                        self.tally.kill(old);
-                    }
-                    let new = renumber(new.clone());
-                    self.tally.add(&new);
-                    self.push(new)?;
+    /// Merges a block's entries with the changes in its key range (`first`, then what `next`
+    /// gives until it gives `None`), both sorted by key.
+    fn merge(
+        &mut self,
+        entries: &[Entry],
+        first: Option<Change>,
+        next: &mut dyn FnMut() -> Result<Option<Change>>,
+        renumber: &impl Fn(Entry) -> Entry,
+    ) -> Result<()> {
+        let (mut a, mut pending) = (0, first);
+        loop {
+            let old = entries.get(a);
+            let change = match (old, pending.take()) {
+                (None, None) => return Ok(()),
+                (Some(e), None) => {
+                    self.push(e.clone())?;
+                    a += 1;
+                    continue;
                 }
-                Change::Delete(_) => match old {
+                (Some(e), Some(c)) if e.key.as_str() < c.key() => {
+                    self.push(e.clone())?;
+                    a += 1;
+                    pending = Some(c);
+                    continue;
+                }
+                (_, Some(c)) => c,
+            };
+            let old = old.filter(|e| e.key.as_str() == change.key());
+            a += usize::from(old.is_some());
+            self.apply(old, change, renumber)?;
+            pending = next()?;
+        }
+    }
+
+    /// Applies one change to the entry under its key, if there is one.
+    fn apply(&mut self, old: Option<&Entry>, change: Change, renumber: &impl Fn(Entry) -> Entry) -> Result<()> {
+        match change {
+            Change::Put(new) => {
+                if let Some(old) = old {
+                    self.tally.kill(old);
+                }
+                let new = renumber(new);
+                self.tally.add(&new);
+                self.push(new)
+            }
+            Change::Delete(_) => {
+                match old {
                     Some(old) => self.tally.kill(old),
                     None => self.tally.missing += 1,
-                },
-                Change::Move { to, from } => {
-                    let to = renumber(to.clone());
-                    match old {
-                        Some(old) if (old.pack, old.offset) == *from => {
-                            self.tally.kill(old);
-                            self.tally.add(&to);
-                            self.push(to)?;
-                        }
-                        // Deleted or written again since the copy was made: the copy is dead.
-                        _ => {
-                            self.tally.bury(&to);
-                            if let Some(old) = old {
-                                self.push(old.clone())?;
-                            }
-                        }
+                }
+                Ok(())
+            }
+            Change::Move { to, from } => {
+                let to = renumber(to);
+                match old {
+                    Some(old) if (old.pack, old.offset) == from => {
+                        self.tally.kill(old);
+                        self.tally.add(&to);
+                        self.push(to)
+                    }
+                    // Deleted or written again since the copy was made: the copy is dead.
+                    _ => {
+                        self.tally.bury(&to);
+                        old.map_or(Ok(()), |old| self.push(old.clone()))
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Writes the new index object and builds the root: kept blocks keep their objects (in the
@@ -448,7 +520,9 @@ mod tests {
         let store = LocalStore::new(dir.path());
         let out = IndexWriter::create(&store, "index/t.hpi".into(), false).unwrap();
         let mut m = Merger::new(out);
-        m.merge(entries, changes, &|e| e).unwrap();
+        let mut rest = changes.iter().cloned();
+        let first = rest.next();
+        m.merge(entries, first, &mut || Ok(rest.next()), &|e| e).unwrap();
         let (root, _, tally) = m.finish(&IndexRef::default()).unwrap();
         let block = std::fs::read(dir.path().join("index/t.hpi")).unwrap_or_default();
         let keys = if root.blocks.is_empty() {

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use haypack_format::{
-    BlockBuilder, BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, encode_block,
+    BlockBuilder, BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, decode_block,
+    encode_block,
 };
 use haypack_store::{Finished, ObjectWriter, Store};
 
@@ -23,9 +24,12 @@ pub(crate) struct PackWriter {
     /// The pack's own index, encoded as records arrive: entries themselves would cost ~150
     /// bytes each for the life of the pack, which for tiny files holds millions of records.
     index: BlockBuilder,
-    /// Entries of records copied by compaction, which arrive out of key order: added to the
-    /// index, sorted, at the end (a compacted pack is at most a pack's worth of them).
+    /// Entries that arrived out of key order (records copied by compaction, or written in any
+    /// order): added to the index, sorted, at the end. Once one arrives, every entry goes here,
+    /// so the pack holds at most a pack's worth of them.
     copied: Vec<Entry>,
+    /// The last key added to `index`.
+    last_key: String,
 }
 
 impl PackWriter {
@@ -43,6 +47,7 @@ impl PackWriter {
             raw_bytes: 0,
             index: BlockBuilder::default(),
             copied: Vec::new(),
+            last_key: String::new(),
         })
     }
 
@@ -100,7 +105,7 @@ impl PackWriter {
     /// Records that the record whose header is `h` spans `start..self.len()`, and returns its
     /// entry for the archive index (tagged with this pack's id).
     pub fn add_entry(&mut self, h: &RecordHeader, start: u64) -> Result<Entry> {
-        let mut entry = Entry {
+        let entry = Entry {
             key: h.key.clone(),
             pack: 0,
             offset: start,
@@ -110,10 +115,20 @@ impl PackWriter {
             mode: h.mode,
             content_type: h.content_type.clone(),
         };
-        self.index.push(&entry)?;
         self.raw_bytes += h.raw_len;
-        entry.pack = self.id;
-        Ok(entry)
+        let in_order = self.copied.is_empty() && (self.index.is_empty() || entry.key > self.last_key);
+        if in_order {
+            self.index.push(&entry)?;
+            self.last_key.clone_from(&entry.key);
+        } else {
+            if !self.index.is_empty() {
+                // The first record out of key order: what was indexed so far joins the rest.
+                let block = std::mem::take(&mut self.index).finish()?;
+                self.copied = decode_block(&block, usize::MAX)?;
+            }
+            self.copied.push(entry.clone());
+        }
+        Ok(Entry { pack: self.id, ..entry })
     }
 
     /// Writes the pack index and footer and makes the pack visible. Returns its manifest entry
@@ -121,6 +136,9 @@ impl PackWriter {
     pub fn finish(mut self) -> Result<(PackRef, Finished)> {
         // Copied records arrive in their old packs' order; the pack index is by key.
         self.copied.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        if let Some(w) = self.copied.windows(2).find(|w| w[0].key == w[1].key) {
+            return Err(crate::Error::DuplicateKey { key: w[0].key.clone() });
+        }
         for e in std::mem::take(&mut self.copied) {
             self.index.push(&e)?;
         }

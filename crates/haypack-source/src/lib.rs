@@ -58,7 +58,7 @@ pub enum Content<'a> {
     /// A stream to read to its end, of known length or not.
     Reader {
         /// The content.
-        reader: Box<dyn Read + 'a>,
+        reader: Box<dyn Read + Send + 'a>,
         /// Its length, if the source knows it (a tar or zip member's size).
         len: Option<u64>,
     },

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry};
-use haypack_pack::{CompactOptions, DictChoice, PackOptions, PushOptions};
+use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry, Segment};
+use haypack_pack::{CompactOptions, DictChoice, Duplicates, PackOptions, PushOptions, Writer};
 use haypack_read::Archive;
 use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
 use crate::human::bytes;
 use crate::progress::Bar;
-use crate::{Cli, CodecArg, Command, DictArg, DictCommand, PackingArgs, S3Args};
+use crate::{Cli, CodecArg, Command, DictArg, DictCommand, DuplicatesArg, PackingArgs, S3Args};
 
 /// What every subcommand may need: how loud to be and how to reach S3.
 pub struct Ctx {
@@ -69,14 +69,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let ctx = &Ctx { quiet: cli.quiet, s3, cache_dir };
     match cli.command {
-        Command::Pack { src, dest, packing, dict, force } => {
+        Command::Pack { src, dest, packing, dict, force, segment_out } => {
             let dictionary = match dict {
                 DictArg::Off => DictChoice::Off,
                 DictArg::On => DictChoice::On,
                 DictArg::Auto => DictChoice::Auto,
             };
-            pack(ctx, &src, &dest, PackOptions { dictionary, ..packing.options(force) }).await
+            let opts = PackOptions { dictionary, ..packing.options(force) };
+            match segment_out {
+                Some(out) => pack_segment(ctx, &src, &dest, &out, opts).await,
+                None => pack(ctx, &src, &dest, opts).await,
+            }
         }
+        Command::Commit { archive, segments, duplicates } => commit(ctx, &archive, &segments, duplicates.into()).await,
         Command::Dict(DictCommand::Export { archive, output }) => dict_export(ctx, &archive, &output).await,
         Command::Add { archive, src, prefix, packing } => {
             add(ctx, &archive, &src, &prefix, packing.options(false)).await
@@ -111,7 +116,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 impl PackingArgs {
     fn options(self, force: bool) -> PackOptions {
-        let PackingArgs { codec, level, pack_size, skip_unreadable, follow_symlinks } = self;
+        let PackingArgs { codec, level, pack_size, skip_unreadable, follow_symlinks, duplicates } = self;
         let compression = match codec {
             CodecArg::Zstd => {
                 Compression { container: Container::Zstd, level: level.unwrap_or(DEFAULT_ZSTD_LEVEL), compress: true }
@@ -123,8 +128,104 @@ impl PackingArgs {
             },
             CodecArg::Stored => Compression { container: Container::Zstd, level: 0, compress: false },
         };
-        PackOptions { compression, pack_size, skip_unreadable, follow_symlinks, force, ..PackOptions::default() }
+        PackOptions {
+            compression,
+            pack_size,
+            skip_unreadable,
+            follow_symlinks,
+            force,
+            duplicates: duplicates.into(),
+            ..PackOptions::default()
+        }
     }
+}
+
+impl From<DuplicatesArg> for Duplicates {
+    fn from(d: DuplicatesArg) -> Self {
+        match d {
+            DuplicatesArg::Error => Duplicates::Refuse,
+            DuplicatesArg::KeepLast => Duplicates::KeepLast,
+        }
+    }
+}
+
+/// `pack --segment-out`: packs without committing, and writes the segment's description.
+async fn pack_segment(ctx: &Ctx, src: &Path, dest: &str, out: &Path, opts: PackOptions) -> Result<ExitCode> {
+    std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
+    let store = ctx.store(dest).await?;
+    if !dest.starts_with("s3://") {
+        refuse_dest_inside_src(src, Path::new(dest))?;
+    }
+    let bar = Arc::new(Bar::new(ctx.quiet, "packing", "files"));
+    let started = Instant::now();
+    let written = async {
+        let mut writer = Writer::open(store, opts, bar.clone()).await?;
+        let src = src.to_owned();
+        let writer = tokio::task::spawn_blocking(move || writer.write_tree(&src).map(|()| writer)).await??;
+        anyhow::Ok(writer.segment().await?)
+    };
+    let written = written.await;
+    bar.finish();
+    let (segment, skipped) = written.with_context(|| format!("packing {} into a segment of {dest}", src.display()))?;
+    let segment = segment.with_context(|| format!("{} holds no files to pack", src.display()))?;
+    if out == Path::new("-") {
+        std::io::stdout().write_all(&segment.to_json()).context("writing the segment to standard output")?;
+    } else {
+        write_file_atomically(out, &segment.to_json()).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if !ctx.quiet {
+        eprintln!(
+            "packed {} records, {} into {} pack(s) in {:.2} s, not committed: `haypack commit {dest} {}` commits them",
+            segment.records,
+            bytes(segment.raw_bytes),
+            segment.packs.len(),
+            started.elapsed().as_secs_f64(),
+            out.display(),
+        );
+        print_skipped(&skipped);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a new temporary file beside it, renamed into place.
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path)?;
+    Ok(())
+}
+
+async fn commit(ctx: &Ctx, location: &str, files: &[PathBuf], duplicates: Duplicates) -> Result<ExitCode> {
+    let mut segments = Vec::with_capacity(files.len());
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading the segment {}", f.display()))?;
+        segments.push(Segment::parse(&bytes).with_context(|| format!("reading the segment {}", f.display()))?);
+    }
+    let store = ctx.store(location).await?;
+    let started = Instant::now();
+    let report = haypack_pack::commit_segments(store, &segments, duplicates)
+        .await
+        .with_context(|| format!("committing {} segment(s) into {location}", files.len()))?;
+    if !ctx.quiet {
+        if !report.already.is_empty() {
+            eprintln!("{} segment(s) were committed before; skipped", report.already.len());
+        }
+        match &report.change.manifest {
+            Some(m) => eprintln!(
+                "committed {} new and {} replaced record(s) in {:.2} s; {location} is now generation {} ({} records){}",
+                report.change.added,
+                report.change.removed,
+                started.elapsed().as_secs_f64(),
+                m.generation,
+                m.records,
+                retried(report.change.retries),
+            ),
+            None => eprintln!("nothing to commit"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn add(ctx: &Ctx, location: &str, src: &Path, prefix: &str, opts: PackOptions) -> Result<ExitCode> {

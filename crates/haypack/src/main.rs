@@ -67,6 +67,19 @@ struct PackingArgs {
     /// Pack the targets of symbolic links; by default links are skipped and reported.
     #[arg(long)]
     follow_symlinks: bool,
+    /// Two records with one key in the input: an error (nothing is committed), or keep the
+    /// one that comes last.
+    #[arg(long, value_enum, default_value = "error")]
+    duplicates: DuplicatesArg,
+}
+
+/// What two records with the same key mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DuplicatesArg {
+    /// Refuse, naming the key.
+    Error,
+    /// The last one wins; the others are dead bytes until `compact`.
+    KeepLast,
 }
 
 /// Whether to use a trained dictionary.
@@ -108,8 +121,25 @@ enum Command {
         #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_value = "off", default_missing_value = "on")]
         dict: DictArg,
         /// Replace an archive already at DEST, as its next generation.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "segment_out")]
         force: bool,
+        /// Write the packs into DEST without committing them, and describe them in FILE (`-`:
+        /// standard output) for `haypack commit`: how many processes or machines pack parts of
+        /// one archive at once.
+        #[arg(long, value_name = "FILE", conflicts_with = "dict")]
+        segment_out: Option<PathBuf>,
+    },
+    /// Commit segments written by `pack --segment-out` into ARCHIVE (created if there is none)
+    /// as one new generation.
+    Commit {
+        /// The archive the segments were written into.
+        archive: String,
+        /// Segment descriptions.
+        #[arg(required = true)]
+        segments: Vec<PathBuf>,
+        /// The same key in two segments: an error, or keep the one from the later segment.
+        #[arg(long, value_enum, default_value = "error")]
+        duplicates: DuplicatesArg,
     },
     /// Add the files under SRC to an existing archive, as new packs; a key the archive already
     /// holds gets the new content (the old record is dead until `compact`).
