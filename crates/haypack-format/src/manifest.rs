@@ -122,6 +122,11 @@ pub struct Retired {
     pub since: u64,
 }
 
+/// Whether a manifest can name `name`: a plain name under `packs/` or `index/`.
+pub fn is_object_name(name: &str) -> bool {
+    check_name(name, "packs/").is_ok() || check_name(name, "index/").is_ok()
+}
+
 /// The pack id after `id`: an error at the largest one rather than a wrap to 0.
 pub fn pack_id_after(id: u32) -> Result<u32> {
     id.checked_add(1).ok_or(Error::Exhausted { what: "pack id", value: id.into() })

@@ -148,8 +148,8 @@ pub async fn pack(
     // makes the same objects again: where one is already there with the same bytes it is kept
     // instead of sent (on S3; a local store just rewrites). With `force`, it writes over them.
     let resume = !leftovers.is_empty() && !opts.force;
-    let generation = previous.as_ref().map_or(0, |(m, _)| m.generation) + 1;
-    let first_id = previous.as_ref().and_then(|(m, _)| m.packs.iter().map(|p| p.id).max()).unwrap_or(0) + 1;
+    let generation = previous.as_ref().map_or(Ok(1), |(m, _)| m.next_generation())?;
+    let first_id = previous.as_ref().map_or(Ok(1), |(m, _)| m.next_pack_id())?;
 
     let (src, s) = (src.to_owned(), store.clone());
     let mut packer = Packer::new(s, opts, progress, first_id, resume);
@@ -177,7 +177,13 @@ pub async fn pack(
         manifest.validate()?;
         let mode = match &previous {
             None => PutMode::Create,
-            Some((_, version)) => PutMode::Update(version.clone()),
+            Some((base, version)) => {
+                // Replacing an archive a `gc` may be collecting: see `update::check_objects`.
+                let packs = manifest.packs.iter().map(|p| (p.name.as_str(), p.size));
+                let index = manifest.index.objects.iter().map(|o| (o.name.as_str(), o.size));
+                update::check_objects(&*store, base, &packs.chain(index).collect::<Vec<_>>()).await?;
+                PutMode::Update(version.clone())
+            }
         };
         store.put(MANIFEST_NAME, manifest.to_json().into(), mode).await?;
         Ok(manifest)
@@ -447,7 +453,7 @@ impl Packer {
     fn current_pack<'a>(&mut self, pack: &'a mut Option<PackWriter>) -> Result<&'a mut PackWriter> {
         if pack.is_none() {
             let id = self.next_id;
-            self.next_id += 1;
+            self.next_id = haypack_format::pack_id_after(id)?;
             let container = self.opts.compression.container;
             *pack = Some(PackWriter::create(&*self.store, id, &self.suffix, container, self.resume)?);
         }

@@ -38,7 +38,7 @@ pub async fn add(
 ) -> Result<ChangeReport> {
     let (archive, version) = Archive::open_for_update(store.clone()).await?;
     let token = unique_token();
-    let first_id = archive.manifest().packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+    let first_id = archive.manifest().next_pack_id()?;
     let mut packer = Packer::new(store.clone(), opts, progress, first_id, false);
     packer.suffix = format!("-{token}");
     packer.key_prefix = prefix.to_owned();
