@@ -61,6 +61,17 @@ pub enum Error {
         /// Why it cannot be encoded.
         detail: String,
     },
+    /// A counter of the archive (its generation, its pack ids) is at the largest value it can
+    /// hold: the next one would wrap around to a number already used.
+    #[error(
+        "the archive's {what} is at its largest possible value ({value}); nothing more can be committed to it (copy its records into a new archive)"
+    )]
+    Exhausted {
+        /// The counter.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// An I/O error from the `Read` or `Write` the caller handed in.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -47,6 +47,6 @@ pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
 pub use crate::header::{Codec, MAX_KEY_LEN, RecordHeader, Timestamp, check_key};
 pub use crate::manifest::{
     BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
-    Retired,
+    Retired, is_object_name, pack_id_after,
 };
 pub use crate::segment::{SEGMENT_VERSION, Segment};

@@ -122,6 +122,16 @@ pub struct Retired {
     pub since: u64,
 }
 
+/// Whether a manifest can name `name`: a plain name under `packs/` or `index/`.
+pub fn is_object_name(name: &str) -> bool {
+    check_name(name, "packs/").is_ok() || check_name(name, "index/").is_ok()
+}
+
+/// The pack id after `id`: an error at the largest one rather than a wrap to 0.
+pub fn pack_id_after(id: u32) -> Result<u32> {
+    id.checked_add(1).ok_or(Error::Exhausted { what: "pack id", value: id.into() })
+}
+
 impl Manifest {
     /// An empty generation-0 manifest: what an archive is before its first commit.
     pub fn empty(created_by: impl Into<String>) -> Self {
@@ -233,6 +243,18 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The generation the next commit on top of this one gets. Counters never wrap: at its
+    /// largest value this is an error, not generation 0.
+    pub fn next_generation(&self) -> Result<u64> {
+        (self.generation.checked_add(1)).ok_or(Error::Exhausted { what: "generation", value: self.generation })
+    }
+
+    /// The id a pack added on top of this generation gets first: one past the largest in use.
+    pub fn next_pack_id(&self) -> Result<u32> {
+        let max = self.packs.iter().map(|p| p.id).max().unwrap_or(0);
+        pack_id_after(max)
     }
 
     /// The dictionary with this id.
@@ -451,5 +473,18 @@ mod tests {
         m.index.blocks[0].records = u64::MAX;
         m.records = 0;
         assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn counters_at_their_largest_value_are_an_error_not_a_wrap() {
+        let mut m = sample();
+        assert_eq!((m.next_generation().unwrap(), m.next_pack_id().unwrap()), (2, 2));
+        m.generation = u64::MAX;
+        m.packs[0].id = u32::MAX;
+        let err = m.next_generation().unwrap_err();
+        assert!(matches!(err, Error::Exhausted { what: "generation", value: u64::MAX }), "{err}");
+        assert!(err.to_string().contains("largest possible value"), "{err}");
+        let err = m.next_pack_id().unwrap_err();
+        assert!(matches!(err, Error::Exhausted { what: "pack id", value } if value == u32::MAX as u64), "{err}");
     }
 }

@@ -98,7 +98,7 @@ pub async fn compact(
     let live_bytes = live.iter().map(|e| e.len).sum();
 
     let token = unique_token();
-    let first_id = m.packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+    let first_id = m.next_pack_id()?;
     let copier = Copier {
         store: store.clone(),
         archive: archive.clone(),
@@ -315,7 +315,7 @@ impl Copier {
         }
         if self.current.is_none() {
             let id = self.next_id;
-            self.next_id += 1;
+            self.next_id = haypack_format::pack_id_after(id)?;
             self.current = Some(PackWriter::create(&*self.store, id, &self.suffix, container, false)?);
         }
         Ok(self.current.as_mut().expect("just made"))

@@ -98,9 +98,9 @@ pub enum Error {
         /// The keys.
         keys: Vec<String>,
     },
-    /// An object this run wrote was gone (or replaced) before its commit.
+    /// An object this run wrote was retired by `gc`, or gone or replaced, before its commit.
     #[error(
-        "{archive}: {name}, written by this run, is gone or changed; was `haypack gc` run with a grace period shorter than this run? Nothing was committed"
+        "{archive}: {name}, written by this run, was retired or deleted (or changed) before this run could commit it; was `haypack gc` run with a grace period shorter than this run? Nothing was committed; run it again (`haypack gc` removes what this run left)"
     )]
     Vanished {
         /// The archive.

@@ -143,8 +143,8 @@ pub async fn pack(
     // makes the same objects again: where one is already there with the same bytes it is kept
     // instead of sent (on S3; a local store just rewrites). With `force`, it writes over them.
     let resume = !leftovers.is_empty() && !opts.force;
-    let generation = previous.as_ref().map_or(0, |(m, _)| m.generation) + 1;
-    let first_id = previous.as_ref().and_then(|(m, _)| m.packs.iter().map(|p| p.id).max()).unwrap_or(0) + 1;
+    let generation = previous.as_ref().map_or(Ok(1), |(m, _)| m.next_generation())?;
+    let first_id = previous.as_ref().map_or(Ok(1), |(m, _)| m.next_pack_id())?;
 
     let (src, s, o) = (src.to_owned(), store.clone(), opts.clone());
     let placement = Placement { first_id, suffix: String::new(), resume };
@@ -187,7 +187,13 @@ pub async fn pack(
         manifest.validate()?;
         let mode = match &previous {
             None => PutMode::Create,
-            Some((_, version)) => PutMode::Update(version.clone()),
+            Some((base, version)) => {
+                // Replacing an archive a `gc` may be collecting: see `update::check_objects`.
+                let packs = manifest.packs.iter().map(|p| (p.name.as_str(), p.size));
+                let index = manifest.index.objects.iter().map(|o| (o.name.as_str(), o.size));
+                update::check_objects(&*store, base, &packs.chain(index).collect::<Vec<_>>()).await?;
+                PutMode::Update(version.clone())
+            }
         };
         store.put(MANIFEST_NAME, manifest.to_json().into(), mode).await?;
         Ok((manifest, index_object))

@@ -39,7 +39,7 @@ pub async fn add(
 ) -> Result<ChangeReport> {
     let (archive, version) = Archive::open_for_update(store.clone()).await?;
     let token = unique_token();
-    let first_id = next_pack_id(archive.manifest())?;
+    let first_id = archive.manifest().next_pack_id()?;
     let placement = Placement { first_id, suffix: format!("-{token}"), resume: false };
     // New records share the archive's newest dictionary, if it has one.
     let dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
@@ -69,12 +69,6 @@ pub async fn add(
         skipped,
         retries: committed.retries,
     })
-}
-
-/// The id after the largest pack id of `m`.
-pub(crate) fn next_pack_id(m: &Manifest) -> Result<u32> {
-    let last = m.packs.iter().map(|p| p.id).max().unwrap_or(0);
-    last.checked_add(1).ok_or_else(|| Error::Bug(format!("pack ids ran out at {last}")))
 }
 
 /// Commits what a record writer wrote as changes on top of the archive: every record a put,

@@ -301,7 +301,7 @@ impl RecordWriter {
     fn current_pack(&mut self) -> Result<&mut PackWriter> {
         if self.pack.is_none() {
             let id = self.next_id;
-            self.next_id = id.checked_add(1).ok_or_else(|| Error::Bug("pack ids ran out".into()))?;
+            self.next_id = haypack_format::pack_id_after(id)?;
             let container = self.opts.compression.container;
             self.pack = Some(PackWriter::create(&*self.store, id, &self.suffix, container, self.resume)?);
         }

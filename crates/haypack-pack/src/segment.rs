@@ -230,13 +230,10 @@ pub async fn commit_segments(
         Err(haypack_read::Error::NoArchive { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let known: std::collections::HashSet<String> = base
-        .iter()
-        .flat_map(|(a, _)| {
-            let m = a.manifest();
-            m.packs.iter().map(|p| p.name.clone()).chain(m.retired.iter().map(|r| r.name.clone())).collect::<Vec<_>>()
-        })
-        .collect();
+    // Committed before: the archive names its packs. (Packs it retired since, by compaction or
+    // by `gc` as leftovers, are refused by the commit's own checks: nothing is added twice.)
+    let known: std::collections::HashSet<String> =
+        base.iter().flat_map(|(a, _)| a.manifest().packs.iter().map(|p| p.name.clone())).collect();
     let (already, todo): (Vec<&Segment>, Vec<&Segment>) =
         segments.iter().partition(|s| s.packs.iter().any(|p| known.contains(&p.name)));
     let already: Vec<String> = already.iter().map(|s| s.token.clone()).collect();

@@ -8,11 +8,13 @@
 //! reads one block however many generations came before, and a small change writes a small
 //! object.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use haypack_format::{BlockRef, Entry, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef, Retired};
+use haypack_format::{
+    BlockRef, Entry, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef, Retired, pack_id_after,
+};
 use haypack_read::Archive;
 use haypack_store::{PutMode, Store};
 
@@ -154,16 +156,6 @@ pub(crate) async fn commit(
     mut base: Option<(Arc<Archive>, String)>,
     token: &str,
 ) -> Result<Committed> {
-    // A `gc` with a grace period shorter than this run could have taken them for leftovers.
-    for p in &update.new_packs {
-        match store.head(&p.name).await {
-            Ok(meta) if meta.size == p.size => {}
-            Ok(_) | Err(haypack_store::Error::NotFound { .. }) => {
-                return Err(Error::Vanished { archive: store.describe(), name: p.name.clone() });
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
     for retries in 0..MAX_ATTEMPTS {
         let (archive, version) = match base.take() {
             Some(b) => b,
@@ -172,12 +164,32 @@ pub(crate) async fn commit(
                 (Arc::new(archive), version)
             }
         };
-        let generation = archive.manifest().generation + 1;
-        let first_id = archive.manifest().packs.iter().map(|p| p.id).max().unwrap_or(0) + 1;
-        let ids: HashMap<u32, u32> =
-            (update.new_packs.iter().enumerate()).map(|(i, p)| (p.id, first_id + i as u32)).collect();
+        let generation = archive.manifest().next_generation()?;
+        let mut ids = HashMap::new();
+        let mut id = archive.manifest().next_pack_id()?;
+        for (i, p) in update.new_packs.iter().enumerate() {
+            if i > 0 {
+                id = pack_id_after(id)?;
+            }
+            ids.insert(p.id, id);
+        }
         let index_name = format!("index/{generation:06}-{token}.hpi");
         let (root, retired_objects, tally) = merge_index(store, &archive, update, &ids, index_name.clone()).await?;
+        // Checked against this attempt's base, read before any of them was written or checked:
+        // a gc that retires one after that makes the put below fail (see gc.rs).
+        let base_objects = archive.manifest().index.objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>();
+        let new_index = root.objects.iter().filter(|o| !base_objects.contains(&o.name.as_str()));
+        let ours: Vec<(&str, u64)> = (update.new_packs.iter().map(|p| (p.name.as_str(), p.size)))
+            .chain(new_index.map(|o| (o.name.as_str(), o.size)))
+            .collect();
+        if let Err(e) = check_objects(&**store, archive.manifest(), &ours).await {
+            // This attempt's index object goes; what becomes of the packs is the caller's call
+            // (left, they are `gc`'s: no manifest can name them any more).
+            if let Err(cleanup) = store.delete(&index_name).await {
+                tracing::warn!("could not remove {index_name} after a refused commit: {cleanup}");
+            }
+            return Err(e);
+        }
         let manifest = next_manifest(archive.manifest(), update, &ids, root, retired_objects, &tally)?;
         fault::step("index written");
         match store.put(MANIFEST_NAME, manifest.to_json().into(), PutMode::Update(version)).await {
@@ -199,6 +211,27 @@ pub(crate) async fn commit(
         }
     }
     Err(Error::Contended { archive: store.describe(), attempts: MAX_ATTEMPTS })
+}
+
+/// Refuses to commit `objects` (name, size) that a `gc` may have taken for leftovers: one that
+/// `base` retired, or that is not in the store at its size. Every writer calls it on the base
+/// its compare-and-swap commits on, after reading that base: a gc retires an object only by a
+/// commit, so one that retires these after the base was read makes the writer's commit fail,
+/// and its next base shows them retired (or they are gone).
+pub(crate) async fn check_objects(store: &dyn Store, base: &Manifest, objects: &[(&str, u64)]) -> Result<()> {
+    let retired: HashSet<&str> = base.retired.iter().map(|r| r.name.as_str()).collect();
+    for &(name, size) in objects {
+        let vanished = || Error::Vanished { archive: store.describe(), name: name.to_owned() };
+        if retired.contains(name) {
+            return Err(vanished());
+        }
+        match store.head(name).await {
+            Ok(meta) if meta.size == size => {}
+            Ok(_) | Err(haypack_store::Error::NotFound { .. }) => return Err(vanished()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Merges the update into the archive's index, on a blocking thread (index objects are written
@@ -445,7 +478,7 @@ fn next_manifest(
     retired_objects: Vec<String>,
     tally: &Tally,
 ) -> Result<Manifest> {
-    let generation = base.generation + 1;
+    let generation = base.next_generation()?;
     let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let new_packs = (update.new_packs.iter()).map(|p| PackRef { id: ids[&p.id], ..p.clone() });
     let mut packs = Vec::new();

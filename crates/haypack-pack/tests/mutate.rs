@@ -225,6 +225,9 @@ async fn gc_deletes_leftovers_of_writers_that_never_committed() {
     assert!(young.deleted.is_empty(), "a leftover younger than the grace period may be a running writer's");
     let old = gc(store.clone(), Duration::ZERO).await.unwrap();
     assert_eq!(old.deleted, ["packs/000009-dead.hpk.zst"]);
-    assert!(old.manifest.is_none(), "nothing retired: no commit");
+    // Retired by one commit (so no writer can still commit it), then deleted and dropped by another.
+    assert_eq!(old.retired, ["packs/000009-dead.hpk.zst"]);
+    let m = old.manifest.unwrap();
+    assert_eq!((m.generation, m.retired.len()), (3, 0));
     assert_eq!(contents(store).await.len(), 1);
 }

@@ -238,3 +238,22 @@ async fn a_key_in_two_segments_is_refused_or_the_later_kept() {
     assert_eq!(report.change.manifest.unwrap().records, 2);
     assert_eq!(contents(store).await["same"], b"second");
 }
+
+#[tokio::test]
+async fn gc_collects_a_segment_never_committed_and_its_commit_is_then_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = local(tmp.path());
+    let base = segment(&store, vec![bytes("a", "alpha")]).await;
+    commit_segments(store.clone(), &[base], Duplicates::Refuse).await.unwrap();
+    let left = segment(&store, vec![bytes("b", "beta")]).await;
+    // Younger than the grace period: kept.
+    haypack_pack::gc(store.clone(), std::time::Duration::from_secs(3600)).await.unwrap();
+    for name in left.object_names() {
+        assert!(tmp.path().join("arch").join(name).exists(), "{name}");
+    }
+    let report = haypack_pack::gc(store.clone(), std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(report.deleted.len(), 2, "{:?}", report.deleted);
+    let err = commit_segments(store.clone(), &[left], Duplicates::Refuse).await.unwrap_err();
+    assert!(matches!(err, Error::SegmentIncomplete { .. } | Error::Vanished { .. }), "{err}");
+    assert_eq!(contents(store).await.len(), 1);
+}

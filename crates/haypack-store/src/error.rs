@@ -70,6 +70,18 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A local object's name is taken by something that is not a regular file (a FIFO, a
+    /// device, a directory, or a link to one): refused before it is read, since reading it
+    /// could block or never end.
+    #[error("{store}: {name} is a {kind}, not a regular file; remove it, or point haypack at another directory")]
+    NotAFile {
+        /// The store.
+        store: String,
+        /// The object name.
+        name: String,
+        /// What it is.
+        kind: &'static str,
+    },
     /// An I/O error at a path of the local store.
     #[error("{op} {path}: {source}")]
     Io {

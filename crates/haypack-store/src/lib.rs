@@ -22,6 +22,8 @@
 pub mod conformance;
 mod counting;
 mod error;
+#[cfg(feature = "testing")]
+mod gate;
 mod local;
 
 use std::ops::Range;
@@ -30,7 +32,9 @@ use bytes::Bytes;
 
 pub use crate::counting::{Counting, Counts};
 pub use crate::error::{Error, Result};
-pub use crate::local::LocalStore;
+#[cfg(feature = "testing")]
+pub use crate::gate::{Gate, Gated, Op};
+pub use crate::local::{LocalStore, create_temp_in};
 
 /// How a `put` treats an object that already exists.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -347,10 +347,15 @@ async fn gc(ctx: &Ctx, location: &str, grace: Duration) -> Result<ExitCode> {
     let store = ctx.store(location).await?;
     let report = haypack_pack::gc(store, grace).await.with_context(|| format!("collecting garbage in {location}"))?;
     if !ctx.quiet {
+        let kept = report.retired.iter().filter(|n| !report.deleted.contains(n)).count();
         eprintln!(
-            "deleted {} object(s), {}{}",
+            "deleted {} object(s), {}{}{}",
             report.deleted.len(),
             bytes(report.bytes),
+            match kept {
+                0 => String::new(),
+                n => format!("; retired {n} object(s) no generation names, to delete after the grace period"),
+            },
             match report.waiting {
                 0 => String::new(),
                 n => format!("; {n} retired object(s) wait out the grace period"),
