@@ -9,9 +9,60 @@ use std::path::PathBuf;
 
 use haypack_format::Timestamp;
 
+mod detect;
+mod dir;
 mod error;
+mod names;
+mod tarfile;
+mod warc;
+mod zipfile;
 
+pub use detect::open;
+pub use dir::DirSource;
 pub use error::{Error, Result};
+
+/// How a source treats what it cannot record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Skip (and report) files that cannot be read and names that are not UTF-8, instead of
+    /// failing.
+    pub skip_unreadable: bool,
+    /// In a directory, record what symbolic links point to instead of skipping them.
+    pub follow_symlinks: bool,
+}
+
+/// The input formats, by their `--format` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A directory tree.
+    Dir,
+    /// A tar stream, plain or compressed with gzip, zstd, xz or bzip2.
+    Tar,
+    /// A zip file (stored and deflate members).
+    Zip,
+    /// A WARC file, plain or gzip-compressed.
+    Warc,
+}
+
+impl Format {
+    /// Every format, in the order `--format` lists them.
+    pub const ALL: [Format; 4] = [Format::Dir, Format::Tar, Format::Zip, Format::Warc];
+
+    /// Its `--format` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Dir => "dir",
+            Format::Tar => "tar",
+            Format::Zip => "zip",
+            Format::Warc => "warc",
+        }
+    }
+
+    /// The format a `--format` name names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
 
 /// A sequential source of records.
 pub trait Source {
