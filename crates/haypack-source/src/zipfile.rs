@@ -149,14 +149,16 @@ impl<R: Read> Read for Capped<'_, R> {
             return Ok(0);
         }
         if self.left == 0 {
+            // The zip library refuses the byte past the declared size itself; either way it
+            // is this error.
             let mut probe = [0u8; 1];
-            return match self.file.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(self.overflow()),
+            return match self.file.read(&mut probe) {
+                Ok(0) => Ok(0),
+                Ok(_) | Err(_) => Err(self.overflow()),
             };
         }
         let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.file.read(&mut buf[..want])?;
+        let n = self.file.read(&mut buf[..want]).map_err(|e| self.corrupt(e))?;
         if n == 0 {
             return Err(Error::Truncated {
                 archive: self.archive.clone(),
@@ -173,6 +175,16 @@ impl<R: Read> Read for Capped<'_, R> {
 }
 
 impl<R: Read> Capped<'_, R> {
+    fn corrupt(&self, e: io::Error) -> io::Error {
+        Error::Corrupt {
+            archive: self.archive.clone(),
+            what: format!("the content of member {:?} (at byte {})", self.member, self.offset),
+            offset: self.declared - self.left,
+            why: e.to_string(),
+        }
+        .into_io()
+    }
+
     fn overflow(&self) -> io::Error {
         Error::ZipOverflow {
             archive: self.archive.clone(),

@@ -68,16 +68,25 @@ pub fn first_error(src: &mut dyn Source) -> String {
 pub fn have(tool: &str, probe: &[&str]) -> bool {
     let ok = Command::new(tool).args(probe).output().is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var("HAYPACK_REQUIRE_TOOLS").is_err(), "{tool} is needed (HAYPACK_REQUIRE_TOOLS is set)");
-        eprintln!("SKIPPED: {tool} is not installed (scripts/test.sh installs it)");
+        missing(tool);
     }
     ok
 }
 
-/// The Python with warcio: `HAYPACK_PYTHON`, else `python3` if it has warcio.
+fn missing(what: &str) {
+    assert!(std::env::var("HAYPACK_REQUIRE_TOOLS").is_err(), "{what} is needed (HAYPACK_REQUIRE_TOOLS is set)");
+    eprintln!("SKIPPED: {what} is not installed (scripts/test.sh installs it)");
+}
+
+/// The Python with warcio: `HAYPACK_PYTHON` (scripts/test.sh's venv), else `python3` if it has
+/// warcio.
 pub fn python_with_warcio() -> Option<String> {
     let python = std::env::var("HAYPACK_PYTHON").unwrap_or_else(|_| "python3".into());
-    if have(&python, &["-c", "import warcio"]) { Some(python) } else { None }
+    let ok = Command::new(&python).args(["-c", "import warcio"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        missing(&format!("{python} with warcio"));
+    }
+    ok.then_some(python)
 }
 
 /// Runs a command, which must succeed.
