@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get { archive, key, output } => get(ctx, &archive, &key, output.as_deref()).await,
         Command::Ls { archive, prefix, long, json } => ls(ctx, &archive, &prefix, long, json).await,
         Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
+        Command::Export { archive, prefix, output } => export(ctx, &archive, &prefix, output.as_deref()).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
         Command::Serve { archive, listen, cache_control, reload_every, timeout, max_upstream } => {
@@ -504,6 +505,41 @@ async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<
             report.files,
             bytes(report.bytes),
             dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(ctx: &Ctx, location: &str, prefix: &str, output: Option<&Path>) -> Result<ExitCode> {
+    let archive = Arc::new(ctx.open(location).await?);
+    let bar = Bar::new(ctx.quiet, "exporting", "records");
+    let started = Instant::now();
+    let report = match output.filter(|p| *p != Path::new("-")) {
+        None => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            archive.export(prefix, out, |n| bar.inc(1, n)).await
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed export leaves no file.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut temp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+            let report = archive.export(prefix, out, |n| bar.inc(1, n)).await;
+            if report.is_ok() {
+                temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+            }
+            report
+        }
+    };
+    bar.finish();
+    let report = report.with_context(|| format!("exporting {location}"))?;
+    if !ctx.quiet {
+        eprintln!(
+            "exported {} records, {} in {:.2} s",
+            report.records,
+            bytes(report.bytes),
             started.elapsed().as_secs_f64()
         );
     }

@@ -225,6 +225,19 @@ enum Command {
         #[arg(default_value = "")]
         prefix: String,
     },
+    /// Write records as a tar stream (keys in order, each with its mode and mtime), so that
+    /// `haypack export A | tar -x` restores what `haypack extract A` does.
+    Export {
+        /// The archive.
+        archive: String,
+        /// Only keys starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Write to this file (created only once the whole stream is written); `-` or nothing
+        /// for stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Read everything and check every checksum and structure; exit 1 if anything is wrong.
     Verify {
         /// The archive.
