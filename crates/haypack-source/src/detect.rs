@@ -2,8 +2,8 @@
 //! cannot seek back, so the bytes looked at are kept and read again.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
 
 use crate::{Error, Format, Result, Source, SourceOptions, dir, tarfile, warc, zipfile};
 
@@ -108,38 +108,61 @@ fn is_zip(head: &[u8]) -> bool {
 /// Opens `path` (`-` for standard input) as a source: a directory, a tar (plain, gzip, zstd, xz
 /// or bzip2), a zip or a WARC (plain or gzip), chosen from the bytes unless `format` says.
 pub fn open<'a>(path: &Path, format: Option<Format>, opts: &SourceOptions) -> Result<Box<dyn Source + 'a>> {
-    let stdin = path == Path::new("-");
+    if path == Path::new("-") {
+        return open_stream(io::stdin().lock(), Path::new("<stdin>"), format, opts);
+    }
     let io_err = |source| Error::Io { path: path.to_owned(), source };
-    if !stdin && std::fs::metadata(path).map_err(io_err)?.is_dir() {
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    match format {
+        _ if !meta.is_dir() => {}
+        None | Some(Format::Dir) => return Ok(Box::new(dir::DirSource::new(path, opts))),
+        Some(asked) => {
+            let found = "it is a directory".into();
+            return Err(Error::FormatMismatch { path: path.to_owned(), asked: asked.name(), found });
+        }
+    }
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut magic = Vec::with_capacity(4);
+    (&mut file).take(4).read_to_end(&mut magic).map_err(io_err)?;
+    if is_zip(&magic) || format == Some(Format::Zip) {
         return match format {
-            None | Some(Format::Dir) => Ok(Box::new(dir::DirSource::new(path, opts))),
-            Some(asked) => Err(Error::FormatMismatch {
-                path: path.to_owned(),
-                asked: asked.name(),
-                found: "it is a directory".into(),
-            }),
+            None | Some(Format::Zip) => Ok(Box::new(zipfile::ZipSource::open(path, opts)?)),
+            Some(asked) => {
+                Err(Error::FormatMismatch { path: path.to_owned(), asked: asked.name(), found: "it is a zip".into() })
+            }
         };
     }
-    let name: PathBuf = if stdin { PathBuf::from("<stdin>") } else { path.to_owned() };
-    let raw: Box<dyn Read> =
-        if stdin { Box::new(io::stdin().lock()) } else { Box::new(File::open(path).map_err(io_err)?) };
-    let raw = Peeked::new(raw, PEEK).map_err(io_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    open_stream(file, path, format, opts)
+}
+
+/// Opens a stream that cannot seek (standard input, a download) as a tar (plain, gzip, zstd,
+/// xz or bzip2) or WARC (plain or gzip) source, chosen from its first bytes unless `format`
+/// says; `name` names it in errors. A zip needs to seek, so it is refused here.
+pub fn open_stream<'a>(
+    input: impl Read + 'a,
+    name: &Path,
+    format: Option<Format>,
+    opts: &SourceOptions,
+) -> Result<Box<dyn Source + 'a>> {
+    let name = name.to_owned();
     let mismatch = |asked: Format, found: &str| Error::FormatMismatch {
         path: name.clone(),
         asked: asked.name(),
         found: found.to_owned(),
     };
-    if is_zip(raw.head()) || format == Some(Format::Zip) {
-        match format {
-            None | Some(Format::Zip) if stdin => return Err(Error::ZipFromStdin),
-            None | Some(Format::Zip) => return Ok(Box::new(zipfile::ZipSource::open(path, opts)?)),
-            Some(Format::Dir) => return Err(mismatch(Format::Dir, "it is not a directory")),
-            Some(asked) => return Err(mismatch(asked, "it is a zip")),
-        }
+    match format {
+        Some(Format::Zip) => return Err(Error::ZipFromStdin),
+        Some(Format::Dir) => return Err(mismatch(Format::Dir, "it is not a directory")),
+        _ => {}
+    }
+    let raw = Peeked::new(input, PEEK).map_err(|source| Error::Io { path: name.clone(), source })?;
+    if is_zip(raw.head()) {
+        return Err(Error::ZipFromStdin);
     }
     let compression = Compression::of(raw.head());
     let stream: Box<dyn Read + 'a> = match compression {
-        Some(c) => c.decoder(raw).map_err(io_err)?,
+        Some(c) => c.decoder(raw).map_err(|source| Error::Io { path: name.clone(), source })?,
         None => Box::new(raw),
     };
     let stream = Peeked::new(stream, PEEK).map_err(|e| Error::Corrupt {
@@ -167,5 +190,78 @@ pub fn open<'a>(path: &Path, format: Option<Format>, opts: &SourceOptions) -> Re
         Some(asked) if asked != found => Err(mismatch(asked, &format!("it is a {}", found.name()))),
         _ if found == Format::Warc => Ok(Box::new(warc::WarcSource::new(stream, name))),
         _ => Ok(Box::new(tarfile::TarSource::new(stream, name, opts))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out one byte per read, as a slow pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.is_empty()) {
+                (Some((b, rest)), false) => {
+                    buf[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    /// A tar of one member, `key`, holding `content`.
+    fn tar_of(key: &str, content: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o640);
+        b.append_data(&mut h, key, content).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn one_record(src: &mut dyn Source) -> (String, Vec<u8>) {
+        match src.next_item().unwrap() {
+            Some(crate::Item::Record(r)) => {
+                let crate::Content::Reader { mut reader, .. } = r.content else { panic!("not a reader") };
+                let mut v = Vec::new();
+                reader.read_to_end(&mut v).unwrap();
+                (r.key, v)
+            }
+            _ => panic!("no record"),
+        }
+    }
+
+    #[test]
+    fn a_trickling_stream_is_detected_and_read_from_its_first_byte() {
+        let tar = tar_of("a/b.txt", b"hello");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        for bytes in [&tar, &gz] {
+            let mut src = open_stream(Trickle(bytes), Path::new("<test>"), None, &SourceOptions::default()).unwrap();
+            assert_eq!(one_record(&mut *src), ("a/b.txt".into(), b"hello".to_vec()));
+            assert!(src.next_item().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_zip_on_a_stream_is_refused() {
+        let err = open_stream(&b"PK\x03\x04rest"[..], Path::new("<stdin>"), None, &SourceOptions::default()).err();
+        assert!(matches!(err, Some(Error::ZipFromStdin)));
+    }
+
+    #[test]
+    fn magic_numbers_choose_the_decoder() {
+        assert_eq!(Compression::of(&[0x1f, 0x8b, 8]), Some(Compression::Gzip));
+        assert_eq!(Compression::of(&[0x28, 0xb5, 0x2f, 0xfd]), Some(Compression::Zstd));
+        assert_eq!(Compression::of(b"\xfd7zXZ\0"), Some(Compression::Xz));
+        assert_eq!(Compression::of(b"BZh9"), Some(Compression::Bzip2));
+        assert_eq!(Compression::of(b"WARC/1.1"), None);
+        assert!(is_tar(&tar_of("x", b"")));
+        assert!(!is_tar(&[0u8; 512]));
     }
 }

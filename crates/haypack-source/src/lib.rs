@@ -17,7 +17,7 @@ mod tarfile;
 mod warc;
 mod zipfile;
 
-pub use detect::open;
+pub use detect::{open, open_stream};
 pub use dir::DirSource;
 pub use error::{Error, Result};
 

@@ -114,6 +114,20 @@ impl<'a> TarSource<'a> {
         Ok(())
     }
 
+    /// Reads past the end-of-archive marker to the end of the stream: a compressed stream's
+    /// checksum (gzip's CRC, xz's check) is checked only at its end, and a stream cut there is
+    /// truncated all the same. What follows the marker (zero padding to the tar record size)
+    /// is not looked at.
+    fn drain(&mut self) -> Result<()> {
+        match io::copy(&mut self.input, &mut io::sink()) {
+            Ok(n) => {
+                self.pos += n;
+                Ok(())
+            }
+            Err(e) => Err(self.stream_error(e, "the end of the stream".into())),
+        }
+    }
+
     /// The data of an extension header (a GNU long name, a PAX record set), whole.
     fn read_extension(&mut self, size: u64, at: u64) -> Result<Vec<u8>> {
         if size > MAX_EXTENSION {
@@ -199,6 +213,7 @@ impl<'a> TarSource<'a> {
         loop {
             let Some((header, at)) = self.header()? else {
                 self.done = true;
+                self.drain()?;
                 return Ok(Step::End);
             };
             let at = *first.get_or_insert(at);
