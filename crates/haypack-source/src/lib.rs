@@ -3,6 +3,39 @@
 //! order, with flat memory whatever the number of entries. A record's content is handed over
 //! as bytes, as a file to open, or as a reader borrowed from the source (a tar member is read
 //! straight from the stream), so nothing is extracted to disk first.
+//!
+//! [`open`] chooses the source from the input's bytes (magic numbers, not file names);
+//! [`open_stream`] does the same for a stream that cannot seek, such as standard input.
+//!
+//! ```
+//! use std::io::Read;
+//! use haypack_source::{Content, Item, open};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let tar_path = dir.path().join("photos.tar.gz");
+//! # let mut b = tar::Builder::new(flate2::write::GzEncoder::new(std::fs::File::create(&tar_path)?, Default::default()));
+//! # let mut h = tar::Header::new_ustar();
+//! # h.set_size(5);
+//! # h.set_mode(0o644);
+//! # b.append_data(&mut h, "./2024/cat.jpg", &b"meow!"[..])?;
+//! # b.into_inner()?.finish()?;
+//! let mut source = open(&tar_path, None, &Default::default())?;
+//! while let Some(item) = source.next_item()? {
+//!     match item {
+//!         // A tar member is read straight from the stream, before the next item.
+//!         Item::Record(record) => {
+//!             if let Content::Reader { mut reader, len } = record.content {
+//!                 let mut content = Vec::new();
+//!                 reader.read_to_end(&mut content)?;
+//!                 assert_eq!((record.key.as_str(), len, &content[..]), ("2024/cat.jpg", Some(5), &b"meow!"[..]));
+//!             }
+//!         }
+//!         Item::Skipped(skipped) => println!("skipped {}: {}", skipped.path.display(), skipped.reason),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -81,7 +114,8 @@ pub enum Item<'a> {
 
 /// One record from a source.
 pub struct Record<'a> {
-    /// Its key: a relative, `/`-separated UTF-8 path with no empty, `.` or `..` component.
+    /// Its key: from a directory, tar or zip, a relative, `/`-separated UTF-8 path with no
+    /// empty, `.` or `..` component; from a WARC, the target URI as written (which has `//`).
     pub key: String,
     /// Modification time, if the source has one.
     pub mtime: Option<Timestamp>,

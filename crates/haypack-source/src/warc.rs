@@ -8,6 +8,8 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
+use haypack_format::MAX_KEY_LEN;
+
 use crate::names::parse_iso8601;
 use crate::{Content, Error, Item, Record, Result, Skipped, Source};
 
@@ -187,12 +189,16 @@ impl<'a> WarcSource<'a> {
         if !matches!(kind.as_str(), "response" | "resource" | "revisit") {
             return Ok(Step::Ignore);
         }
-        let Some(uri) = warc.get("WARC-Target-URI") else {
+        // WARC 1.0's grammar wrapped the URI in angle brackets, and some writers still do.
+        let uri = warc.get("WARC-Target-URI").map(|u| u.trim_start_matches('<').trim_end_matches('>'));
+        let Some(key) = uri.filter(|u| !u.is_empty()).map(str::to_owned) else {
             let id = warc.get("WARC-Record-ID").unwrap_or("(no WARC-Record-ID)").to_owned();
             return Err(Error::WarcNoTargetUri { archive: self.name.clone(), kind, id, offset: at });
         };
-        // WARC 1.0's grammar wrapped the URI in angle brackets, and some writers still do.
-        let key = uri.trim_start_matches('<').trim_end_matches('>').to_owned();
+        if key.len() > MAX_KEY_LEN {
+            let start: String = key.chars().take(64).chain("...".chars()).collect();
+            return Err(Error::KeyTooLong { path: self.name.join(start), len: key.len(), max: MAX_KEY_LEN });
+        }
         self.current = format!("{key:?} (at byte {at})");
         if kind == "revisit" {
             let reason = "WARC revisit record: its content is another record's".into();
