@@ -9,12 +9,29 @@ need_apt=()
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v gzip >/dev/null || need_apt+=(gzip)
 command -v curl >/dev/null || need_apt+=(curl)
+# The record-source tests read archives made by the real tools.
+command -v tar >/dev/null || need_apt+=(tar)
+command -v zip >/dev/null || need_apt+=(zip)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+command -v bzip2 >/dev/null || need_apt+=(bzip2)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]} with apt"
     if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# warcio (the Webrecorder WARC library) writes the WARC test inputs, from a venv of our own.
+venv="${HOME}/.cache/haypack/py-venv"
+if ! "$venv/bin/python" -c 'import warcio' 2>/dev/null; then
+    echo "installing warcio into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q warcio
+fi
+export HAYPACK_PYTHON="$venv/bin/python"
+# A test whose tool is missing fails here, rather than skipping as under a bare `cargo test`.
+export HAYPACK_REQUIRE_TOOLS=1
 
 env_file=$(mktemp)
 trap 'scripts/s3-servers.sh stop "$env_file"; rm -f "$env_file"' EXIT

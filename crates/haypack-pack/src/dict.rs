@@ -4,8 +4,9 @@ use std::path::Path;
 
 use haypack_format::{DEFAULT_DICTIONARY, Dictionary};
 
-use crate::walk::{self, Found};
-use crate::{Error, Result};
+use haypack_source::{Content, DirSource, Item, Source, SourceOptions};
+
+use crate::{Error, PackOptions, Result};
 
 /// Whether to compress records against a trained dictionary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,21 +33,33 @@ const MIN_SAMPLES: usize = 16;
 
 /// Trains dictionary `id` on files spread evenly over the tree at `src`, or returns `None` when
 /// `choice` (and for `Auto`, the files) says not to.
-pub(crate) fn train(src: &Path, follow_symlinks: bool, choice: DictChoice, id: u32) -> Result<Option<Dictionary>> {
+pub(crate) fn train(src: &Path, opts: &PackOptions, id: u32) -> Result<Option<Dictionary>> {
+    let choice = opts.dictionary;
     if choice == DictChoice::Off {
         return Ok(None);
+    }
+    if !src.is_dir() {
+        return Err(Error::Dictionary {
+            src: src.to_owned(),
+            detail: "a dictionary is trained on a directory's files, and this is not a directory".into(),
+        });
     }
     // An even spread without knowing the count: keep every `stride`-th small file, and when the
     // sample is full, drop every other one and double the stride.
     let mut picked = Vec::new();
     let (mut stride, mut seen) = (1u64, 0u64);
-    for found in walk::walk(src, follow_symlinks) {
-        let Found::File(item) = found else { continue };
-        if item.len == 0 || item.len > SMALL {
+    let source_opts = SourceOptions { skip_unreadable: true, follow_symlinks: opts.follow_symlinks };
+    let mut walk = DirSource::new(src, &source_opts);
+    // A file that cannot be read or named now is reported by the packing pass, with the options
+    // that say what to do about it; the sample just goes without it.
+    while let Ok(Some(item)) = walk.next_item() {
+        let Item::Record(r) = item else { continue };
+        let Content::File { path, len } = r.content else { continue };
+        if len == 0 || len > SMALL {
             continue;
         }
         if seen.is_multiple_of(stride) {
-            picked.push(item);
+            picked.push((path, len));
             if picked.len() == SAMPLES {
                 picked = picked.into_iter().step_by(2).collect();
                 stride *= 2;
@@ -54,7 +67,7 @@ pub(crate) fn train(src: &Path, follow_symlinks: bool, choice: DictChoice, id: u
         }
         seen += 1;
     }
-    let mut sizes: Vec<u64> = picked.iter().map(|i| i.len).collect();
+    let mut sizes: Vec<u64> = picked.iter().map(|(_, len)| *len).collect();
     sizes.sort_unstable();
     let median = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
     if choice == DictChoice::Auto && (picked.len() < MIN_SAMPLES || median > AUTO_MEDIAN) {
@@ -69,13 +82,11 @@ pub(crate) fn train(src: &Path, follow_symlinks: bool, choice: DictChoice, id: u
     }
     let mut samples = Vec::with_capacity(picked.len());
     let mut total = 0;
-    for item in &picked {
-        if total + item.len > SAMPLE_BYTES {
+    for (path, len) in &picked {
+        if total + len > SAMPLE_BYTES {
             break;
         }
-        // A file that cannot be read now is reported by the packing pass, with the options
-        // that say what to do about it; the sample just goes without it.
-        if let Ok(bytes) = std::fs::read(&item.path) {
+        if let Ok(bytes) = std::fs::read(path) {
             total += bytes.len() as u64;
             samples.push(bytes);
         }

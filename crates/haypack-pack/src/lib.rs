@@ -1,9 +1,10 @@
-//! Packs a tree of files into a haypack archive.
+//! Writes haypack archives: packs records from any source (a directory, a tar, zip or WARC
+//! stream, or code) into new packs, and commits them, or changes an archive already there.
 //!
-//! The walk visits files in key order; batches of small files are read and compressed in
-//! parallel (rayon) and appended in order; large files stream through a temporary file one at a
-//! time. Packs are cut at a target size, the archive index streams out behind them, and the
-//! manifest is written last: until then no reader sees the new generation.
+//! Records are appended in the order they come; batches of small ones are read and compressed
+//! in parallel (rayon); large ones stream through a temporary file one at a time. Packs are cut
+//! at a target size, index entries are sorted with bounded memory, and the manifest is written
+//! last: until then no reader sees the new generation.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,14 +33,14 @@ mod records;
 mod segment;
 mod sort;
 mod update;
-mod walk;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use haypack_format::{Compression, Dictionary, IndexRef, MANIFEST_NAME, Manifest};
-pub use haypack_source::{Content, Record, Skipped, Source};
+pub use haypack_source::{Content, Format, Record, Skipped, Source};
+use haypack_source::SourceOptions;
 use haypack_store::{Finished, PutMode, Store};
 
 pub use crate::compact::{CompactOptions, CompactReport, compact};
@@ -52,7 +53,6 @@ use crate::records::{Placement, RecordWriter};
 pub use crate::segment::{SegmentsReport, Writer, commit_segments};
 pub use crate::sort::Duplicates;
 use crate::sort::Sorted;
-use crate::walk::Found;
 pub use crate::writer::INDEX_BLOCK_TARGET;
 use crate::writer::IndexWriter;
 
@@ -83,6 +83,8 @@ pub struct PackOptions {
     /// Put before every key: where in the archive the records land (`photos/` puts `a.jpg`
     /// at `photos/a.jpg`).
     pub key_prefix: String,
+    /// What the source is; `None` tells it from its bytes (a directory, tar, zip or WARC).
+    pub format: Option<Format>,
 }
 
 impl Default for PackOptions {
@@ -96,6 +98,7 @@ impl Default for PackOptions {
             dictionary: DictChoice::Off,
             duplicates: Duplicates::Refuse,
             key_prefix: String::new(),
+            format: None,
         }
     }
 }
@@ -151,8 +154,8 @@ pub async fn pack(
     let index_name = format!("index/{generation:06}.hpi");
     let (result, written) = tokio::task::spawn_blocking(move || {
         let dict = train(&src, &o)?;
-        let mut writer = RecordWriter::new(s.clone(), o, progress, placement, dict.clone());
-        let fed = feed_tree(&mut writer, &src);
+        let mut writer = RecordWriter::new(s.clone(), o.clone(), progress, placement, dict.clone());
+        let fed = feed_source(&mut writer, &src, &o);
         // Whatever happens, what was written is known, so a failure can remove it.
         let written = writer.finish();
         let (written, fed) = match (written, fed) {
@@ -224,25 +227,15 @@ fn train(src: &Path, opts: &PackOptions) -> Result<Option<Arc<Dictionary>>> {
     if opts.compression.container != haypack_format::Container::Zstd || !opts.compression.compress {
         return Ok(None);
     }
-    Ok(dict::train(src, opts.follow_symlinks, opts.dictionary, 1)?.map(Arc::new))
+    Ok(dict::train(src, opts, 1)?.map(Arc::new))
 }
 
-/// Writes every file of the tree at `src`, in key order.
-pub(crate) fn feed_tree(writer: &mut RecordWriter, src: &Path) -> Result<()> {
-    for found in walk::walk(src, writer.follow_symlinks()) {
-        match found {
-            Found::File(f) => writer.write(Record {
-                key: f.key,
-                mtime: Some(f.mtime),
-                mode: Some(f.mode),
-                content_type: None,
-                content: Content::File { path: f.path, len: f.len },
-            })?,
-            Found::Skipped { path, reason } => writer.skip(Skipped { path, reason }),
-            Found::Failed(e) => writer.fail_or_skip(e)?,
-        }
-    }
-    Ok(())
+/// Writes every record of `src`: a directory, or a stream that `opts.format` names or its bytes
+/// reveal (see [`haypack_source::open`]; `-` is standard input).
+pub(crate) fn feed_source(writer: &mut RecordWriter, src: &Path, opts: &PackOptions) -> Result<()> {
+    let source_opts = SourceOptions { skip_unreadable: opts.skip_unreadable, follow_symlinks: opts.follow_symlinks };
+    let mut source = haypack_source::open(src, opts.format, &source_opts)?;
+    writer.write_source(&mut *source)
 }
 
 /// Writes sorted entries as the index object `name`. Returns the index's root and the object

@@ -44,10 +44,11 @@ pub async fn add(
     // New records share the archive's newest dictionary, if it has one.
     let dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
     let opts = PackOptions { key_prefix: prefix.to_owned(), ..opts };
+    let o = opts.clone();
     let mut writer = RecordWriter::new(store.clone(), opts, progress, placement, dict);
     let src = src.to_owned();
     let written = tokio::task::spawn_blocking(move || {
-        let fed = crate::feed_tree(&mut writer, &src);
+        let fed = crate::feed_source(&mut writer, &src, &o);
         (writer.finish(), fed)
     })
     .await

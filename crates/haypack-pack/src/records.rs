@@ -167,9 +167,9 @@ impl RecordWriter {
         }
     }
 
-    /// Whether a directory source follows symbolic links.
-    pub fn follow_symlinks(&self) -> bool {
-        self.opts.follow_symlinks
+    /// The options it writes with.
+    pub fn options(&self) -> &PackOptions {
+        &self.opts
     }
 
     /// Writes everything `source` yields.

@@ -91,10 +91,12 @@ impl Writer {
         self.inner.write_source(source)
     }
 
-    /// Writes every file under the directory `src` (or `src` itself, if it is a file), keyed by
-    /// its path relative to `src`, in key order.
-    pub fn write_tree(&mut self, src: &std::path::Path) -> Result<()> {
-        crate::feed_tree(&mut self.inner, src)
+    /// Writes every record of `src`: a directory (every file under it, keyed by its path
+    /// relative to `src`), or a tar, zip or WARC stream (`-` is standard input), as the
+    /// options' `format` says or its bytes reveal.
+    pub fn write_from(&mut self, src: &std::path::Path) -> Result<()> {
+        let opts = self.inner.options().clone();
+        crate::feed_source(&mut self.inner, src, &opts)
     }
 
     /// Reports an entry passed over.

@@ -39,11 +39,16 @@ impl Read for Pattern {
     }
 }
 
-/// Writes `records` with a writer on a blocking thread; returns the writer to end it.
-async fn written(store: &Arc<dyn Store>, opts: PackOptions, records: Vec<Record<'static>>) -> Writer {
+/// Writes the records `records` makes with a writer on a blocking thread (where they are
+/// made: a reader need not be `Send`); returns the writer to end it.
+async fn written(
+    store: &Arc<dyn Store>,
+    opts: PackOptions,
+    records: impl FnOnce() -> Vec<Record<'static>> + Send + 'static,
+) -> Writer {
     let mut w = Writer::open(store.clone(), opts, Arc::new(())).await.unwrap();
     tokio::task::spawn_blocking(move || {
-        for r in records {
+        for r in records() {
             w.write(r).unwrap();
         }
         w
@@ -75,13 +80,15 @@ async fn records_in_any_order_and_of_any_size_read_back() {
     let big = 20 << 20; // past the 8 MiB a record may take in memory: streamed
     let mut expect_big = Vec::new();
     Pattern { left: big, at: 1 }.read_to_end(&mut expect_big).unwrap();
-    let records = vec![
-        bytes("z/last", "zed"),
-        record("m/big", Content::Reader { reader: Box::new(Pattern { left: big, at: 1 }), len: None }),
-        bytes("a/first", "alpha"),
-        record("m/known", Content::Reader { reader: Box::new(&b"known length"[..]), len: Some(12) }),
-        bytes("empty", ""),
-    ];
+    let records = move || {
+        vec![
+            bytes("z/last", "zed"),
+            record("m/big", Content::Reader { reader: Box::new(Pattern { left: big, at: 1 }), len: None }),
+            bytes("a/first", "alpha"),
+            record("m/known", Content::Reader { reader: Box::new(&b"known length"[..]), len: Some(12) }),
+            bytes("empty", ""),
+        ]
+    };
     let opts = PackOptions { pack_size: 1 << 20, ..PackOptions::default() };
     let report = written(&store, opts, records).await.commit().await.unwrap();
     assert_eq!(report.added, 5);
@@ -93,7 +100,7 @@ async fn records_in_any_order_and_of_any_size_read_back() {
     assert_eq!(archive.stat("a/first").await.unwrap().mode, 0o600);
 
     // A second writer adds to the archive; a key it already holds gets the new record.
-    let report = written(&store, PackOptions::default(), vec![bytes("a/first", "ALPHA"), bytes("b", "beta")])
+    let report = written(&store, PackOptions::default(), || vec![bytes("a/first", "ALPHA"), bytes("b", "beta")])
         .await
         .commit()
         .await
@@ -109,7 +116,8 @@ async fn a_reader_shorter_than_its_stated_length_commits_nothing() {
     let store = local(tmp.path());
     let mut w = Writer::open(store.clone(), PackOptions::default(), Arc::new(())).await.unwrap();
     let err = tokio::task::spawn_blocking(move || {
-        w.write(record("short", Content::Reader { reader: Box::new(&b"abc"[..]), len: Some(10) })).unwrap_err()
+        let short = Content::Reader { reader: Box::new(&b"abc"[..]), len: Some(10) };
+        w.write(record("short", short)).unwrap_err()
     })
     .await
     .unwrap();
@@ -123,14 +131,14 @@ async fn duplicate_keys_are_refused_or_the_last_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let store = local(tmp.path());
     let dups = || vec![bytes("k", "one"), bytes("j", "jay"), bytes("k", "two")];
-    let err = written(&store, PackOptions::default(), dups()).await.commit().await.unwrap_err();
+    let err = written(&store, PackOptions::default(), dups).await.commit().await.unwrap_err();
     assert!(matches!(&err, Error::DuplicateKey { key } if key == "k"), "{err}");
     assert!(matches!(Archive::open(store.clone()).await, Err(haypack_read::Error::NoArchive { .. })));
     // Nothing the failed writer wrote is left behind.
     assert!(store.list("packs/").await.unwrap().is_empty());
 
     let opts = PackOptions { duplicates: Duplicates::KeepLast, ..PackOptions::default() };
-    let report = written(&store, opts, dups()).await.commit().await.unwrap();
+    let report = written(&store, opts, dups).await.commit().await.unwrap();
     let m = report.manifest.unwrap();
     assert_eq!(m.records, 2);
     // The first "k" is dead bytes in its own pack: a pack's index holds a key once.
@@ -151,7 +159,7 @@ async fn keys_that_could_not_be_paths_are_refused() {
 
 /// Writes a segment of `records` into `store`.
 async fn segment(store: &Arc<dyn Store>, records: Vec<Record<'static>>) -> Segment {
-    let (s, _) = written(store, PackOptions::default(), records).await.segment().await.unwrap();
+    let (s, _) = written(store, PackOptions::default(), || records).await.segment().await.unwrap();
     // What goes to a file and back.
     Segment::parse(&s.unwrap().to_json()).unwrap()
 }

@@ -26,6 +26,7 @@
 mod batch;
 mod check;
 mod error;
+mod export;
 mod extract;
 mod page;
 mod record;
@@ -45,6 +46,7 @@ use haypack_store::Store;
 pub use crate::batch::plan_counts;
 pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
+pub use crate::export::ExportReport;
 pub use crate::extract::{ExtractReport, safe_path};
 pub use crate::page::Page;
 pub use crate::record::{Record, Want};

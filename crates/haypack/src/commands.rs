@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry, Segment};
-use haypack_pack::{CompactOptions, DictChoice, Duplicates, PackOptions, PushOptions, Writer};
+use haypack_pack::{CompactOptions, DictChoice, Duplicates, Format, PackOptions, PushOptions, Writer};
 use haypack_read::Archive;
 use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
 use crate::human::bytes;
 use crate::progress::Bar;
-use crate::{Cli, CodecArg, Command, DictArg, DictCommand, DuplicatesArg, PackingArgs, S3Args};
+use crate::{Cli, CodecArg, Command, DictArg, DictCommand, DuplicatesArg, FormatArg, PackingArgs, S3Args};
 
 /// What every subcommand may need: how loud to be and how to reach S3.
 pub struct Ctx {
@@ -98,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get { archive, key, output } => get(ctx, &archive, &key, output.as_deref()).await,
         Command::Ls { archive, prefix, long, json } => ls(ctx, &archive, &prefix, long, json).await,
         Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
+        Command::Export { archive, prefix, output } => export(ctx, &archive, &prefix, output.as_deref()).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
         Command::Serve { archive, listen, cache_control, reload_every, timeout, max_upstream } => {
@@ -116,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 impl PackingArgs {
     fn options(self, force: bool) -> PackOptions {
-        let PackingArgs { codec, level, pack_size, skip_unreadable, follow_symlinks, duplicates } = self;
+        let PackingArgs { codec, level, pack_size, skip_unreadable, follow_symlinks, duplicates, format } = self;
         let compression = match codec {
             CodecArg::Zstd => {
                 Compression { container: Container::Zstd, level: level.unwrap_or(DEFAULT_ZSTD_LEVEL), compress: true }
@@ -135,6 +136,12 @@ impl PackingArgs {
             follow_symlinks,
             force,
             duplicates: duplicates.into(),
+            format: format.map(|f| match f {
+                FormatArg::Dir => Format::Dir,
+                FormatArg::Tar => Format::Tar,
+                FormatArg::Zip => Format::Zip,
+                FormatArg::Warc => Format::Warc,
+            }),
             ..PackOptions::default()
         }
     }
@@ -151,9 +158,9 @@ impl From<DuplicatesArg> for Duplicates {
 
 /// `pack --segment-out`: packs without committing, and writes the segment's description.
 async fn pack_segment(ctx: &Ctx, src: &Path, dest: &str, out: &Path, opts: PackOptions) -> Result<ExitCode> {
-    std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
+    let is_dir = source_is_dir(src)?;
     let store = ctx.store(dest).await?;
-    if !dest.starts_with("s3://") {
+    if is_dir && !dest.starts_with("s3://") {
         refuse_dest_inside_src(src, Path::new(dest))?;
     }
     let bar = Arc::new(Bar::new(ctx.quiet, "packing", "files"));
@@ -161,7 +168,7 @@ async fn pack_segment(ctx: &Ctx, src: &Path, dest: &str, out: &Path, opts: PackO
     let written = async {
         let mut writer = Writer::open(store, opts, bar.clone()).await?;
         let src = src.to_owned();
-        let writer = tokio::task::spawn_blocking(move || writer.write_tree(&src).map(|()| writer)).await??;
+        let writer = tokio::task::spawn_blocking(move || writer.write_from(&src).map(|()| writer)).await??;
         anyhow::Ok(writer.segment().await?)
     };
     let written = written.await;
@@ -229,14 +236,17 @@ async fn commit(ctx: &Ctx, location: &str, files: &[PathBuf], duplicates: Duplic
 }
 
 async fn add(ctx: &Ctx, location: &str, src: &Path, prefix: &str, opts: PackOptions) -> Result<ExitCode> {
+    let is_dir = source_is_dir(src)?;
     let store = ctx.store(location).await?;
-    if !location.starts_with("s3://") {
+    if is_dir && !location.starts_with("s3://") {
         refuse_dest_inside_src(src, Path::new(location))?;
     }
     // A prefix names a directory in the archive: `photos` and `photos/` both mean `photos/...`.
     let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
     let bar = Arc::new(Bar::new(ctx.quiet, "adding", "files"));
-    count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
+    if is_dir {
+        count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
+    }
     let started = Instant::now();
     let report = haypack_pack::add(src, store, &prefix, opts, bar.clone()).await;
     bar.finish();
@@ -390,17 +400,27 @@ fn retried(retries: u32) -> String {
     }
 }
 
+/// Whether the source is a directory (`-`, standard input, is not); an error names a source
+/// that cannot be read.
+fn source_is_dir(src: &Path) -> Result<bool> {
+    if src == Path::new("-") {
+        return Ok(false);
+    }
+    let meta = std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
+    Ok(meta.is_dir())
+}
+
 async fn pack(ctx: &Ctx, src: &Path, dest: &str, opts: PackOptions) -> Result<ExitCode> {
     let quiet = ctx.quiet;
-    let meta = std::fs::metadata(src).with_context(|| format!("cannot read the source {}", src.display()))?;
+    let is_dir = source_is_dir(src)?;
     let store = ctx.store(dest).await?;
-    if meta.is_dir() && !dest.starts_with("s3://") {
+    if is_dir && !dest.starts_with("s3://") {
         refuse_dest_inside_src(src, Path::new(dest))?;
     }
     let bar = Arc::new(Bar::new(quiet, "packing", "files"));
     // The count walks the whole source once more: on a few cores that slows packing by a few
     // percent, which is only worth it when someone watches the bar.
-    if bar.is_visible() {
+    if is_dir && bar.is_visible() {
         count_in_background(src.to_owned(), opts.follow_symlinks, bar.clone());
     }
     let started = Instant::now();
@@ -610,6 +630,41 @@ async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<
             report.files,
             bytes(report.bytes),
             dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(ctx: &Ctx, location: &str, prefix: &str, output: Option<&Path>) -> Result<ExitCode> {
+    let archive = Arc::new(ctx.open(location).await?);
+    let bar = Bar::new(ctx.quiet, "exporting", "records");
+    let started = Instant::now();
+    let report = match output.filter(|p| *p != Path::new("-")) {
+        None => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            archive.export(prefix, out, |n| bar.inc(1, n)).await
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed export leaves no file.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut temp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+            let report = archive.export(prefix, out, |n| bar.inc(1, n)).await;
+            if report.is_ok() {
+                temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+            }
+            report
+        }
+    };
+    bar.finish();
+    let report = report.with_context(|| format!("exporting {location}"))?;
+    if !ctx.quiet {
+        eprintln!(
+            "exported {} records, {} in {:.2} s",
+            report.records,
+            bytes(report.bytes),
             started.elapsed().as_secs_f64()
         );
     }

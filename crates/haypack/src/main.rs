@@ -71,6 +71,22 @@ struct PackingArgs {
     /// one that comes last.
     #[arg(long, value_enum, default_value = "error")]
     duplicates: DuplicatesArg,
+    /// What SRC is; by default told from its bytes (WARC files need no flag either).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+}
+
+/// What a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// A directory tree.
+    Dir,
+    /// A tar archive: plain, gzip, zstd, xz or bzip2.
+    Tar,
+    /// A zip file (stored and deflate entries, zip64).
+    Zip,
+    /// A WARC or WARC.gz file: one record per response or resource, keyed by its target URI.
+    Warc,
 }
 
 /// What two records with the same key mean.
@@ -108,7 +124,9 @@ enum CodecArg {
 enum Command {
     /// Pack the files under SRC into a new archive at DEST.
     Pack {
-        /// The directory (or single file) to pack. Keys are paths relative to it.
+        /// What to pack: a directory (keys are paths relative to it), a tar archive (plain,
+        /// .gz, .zst, .xz, .bz2), a zip file, a WARC file, or - for a tar or WARC stream on
+        /// standard input. Nothing is extracted to disk.
         src: PathBuf,
         /// The archive to create: a directory, or s3://bucket/prefix (packs stream straight up).
         dest: String,
@@ -146,7 +164,7 @@ enum Command {
     Add {
         /// The archive.
         archive: String,
-        /// The directory to add. Keys are PREFIX followed by paths relative to it.
+        /// What to add, as for `pack`. Keys are PREFIX followed by the source's keys.
         src: PathBuf,
         /// Put the files under this key prefix (a directory: `photos` means `photos/...`).
         #[arg(long, default_value = "")]
@@ -254,6 +272,19 @@ enum Command {
         /// Only keys starting with this.
         #[arg(default_value = "")]
         prefix: String,
+    },
+    /// Write records as a tar stream (keys in order, each with its mode and mtime), so that
+    /// `haypack export A | tar -x` restores what `haypack extract A` does.
+    Export {
+        /// The archive.
+        archive: String,
+        /// Only keys starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Write to this file (created only once the whole stream is written); `-` or nothing
+        /// for stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Read everything and check every checksum and structure; exit 1 if anything is wrong.
     Verify {
