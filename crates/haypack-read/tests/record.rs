@@ -87,7 +87,7 @@ async fn damaged_content_is_corrupt_on_every_path() {
         if compression.compress {
             assert!(matches!(rec.encoded(), Err(Error::Corrupt { .. })), "{compression:?}");
         }
-        let items: Vec<_> = rec.into_stream().collect().await;
+        let items: Vec<_> = rec.into_stream(None).collect().await;
         assert!(matches!(items.last(), Some(Err(Error::Corrupt { .. }))), "{compression:?}");
     }
 }
@@ -98,7 +98,7 @@ async fn a_large_record_streams_in_pieces_and_ends_verified() {
     let (_dir, archive) = packed(&[("big", big.clone())], CODECS[2]).await;
     let rec = archive.record("big", Want::Content).await.unwrap();
     assert!(!rec.is_whole());
-    let pieces: Vec<_> = rec.into_stream().collect().await;
+    let pieces: Vec<_> = rec.into_stream(None).collect().await;
     assert!(pieces.len() > 1);
     let joined: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
     assert!(joined == big);
@@ -174,7 +174,7 @@ async fn records_compressed_with_a_dictionary_decode_and_are_never_sent_as_plain
         }
         assert_eq!(rec.content().await.unwrap(), expected);
         let streamed: Vec<u8> =
-            rec.into_stream().collect::<Vec<_>>().await.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+            rec.into_stream(None).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
         assert_eq!(streamed, expected);
     }
     assert!(with_dict > 0, "the test needs records compressed with the dictionary");

@@ -95,12 +95,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
-        Command::Serve { archive, listen, cache_control, reload_every, timeout, max_upstream } => {
+        Command::Serve { archive, listen, cache_control, reload_every, timeout, write_timeout, max_upstream } => {
             let options = haypack_serve::ServeOptions {
                 listen,
                 cache_control,
                 reload_every,
                 request_timeout: timeout,
+                write_timeout,
                 max_upstream,
                 ..Default::default()
             };
