@@ -121,9 +121,13 @@ impl Archive {
         if crc != footer.index_crc32c {
             return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
         }
-        // A pack index holds at most a key and a few numbers per record: a claimed size beyond
-        // that is corrupt, and must not be allocated.
-        let bound = (footer.records as usize).saturating_mul(MAX_KEY_LEN + 64).min(1 << 30);
+        // A pack index holds at most a key and a few numbers per record, and a zstd frame
+        // expands at most 32,768 times: a claimed size beyond either is corrupt, and must not be
+        // allocated.
+        let bound = (footer.records as usize)
+            .saturating_mul(MAX_KEY_LEN + 64)
+            .min(payload.len().saturating_mul(32 << 10))
+            .min(1 << 30);
         let mut entries = decode_block(&payload, bound).map_err(at)?;
         let own = entries.iter().map(|e| (fingerprint(e), e.len)).collect();
         if entries.len() as u64 != footer.records {
