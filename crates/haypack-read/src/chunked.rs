@@ -171,3 +171,42 @@ impl<A: Deref<Target = Archive>> Read<A> {
         }
     }
 }
+
+/// Stored bytes checked before each piece of them is let go: at most this many at a time (a
+/// piece of zstd may decode to gigabytes, all on one blocking call).
+const CHECK_PIECE: usize = 64 << 10;
+
+/// `record[body]`, the stored bytes of a record held whole that a client takes as they are, in
+/// pieces that each come out only once the record's bytes up to their end were checked by
+/// `chunked` (which starts at `record[content..]`), and the last only once the whole record was:
+/// a failed check ends the stream with an error item before its end.
+pub(crate) fn checked_pieces(
+    archive: Arc<Archive>,
+    entry: Entry,
+    chunked: Chunked,
+    record: Bytes,
+    content: usize,
+    body: std::ops::Range<usize>,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+    let state = (Some(chunked), content, body.start);
+    futures::stream::unfold(state, move |(chunked, checked, sent)| {
+        let (archive, entry, record, end) = (archive.clone(), entry.clone(), record.clone(), body.end);
+        async move {
+            let fail = |e: haypack_format::Error| archive.record_corrupt(&entry, e.to_string());
+            let next = (checked + CHECK_PIECE).min(record.len());
+            let (chunked, r) = match chunked?.check_off_worker(record.slice(checked..next)).await {
+                Ok(done) => done,
+                Err(e) => return Some((Err(e), (None, checked, sent))),
+            };
+            let r =
+                r.and_then(|()| if next == record.len() { chunked.finish().map(|()| None) } else { Ok(Some(chunked)) });
+            match r {
+                Err(e) => Some((Err(fail(e)), (None, checked, sent))),
+                Ok(chunked) => {
+                    let until = next.min(end).max(sent);
+                    Some((Ok(record.slice(sent..until)), (chunked, next, until)))
+                }
+            }
+        }
+    })
+}

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use haypack_format::{Budget, Codec, Container, Dictionary, Entry, RecordFrame, RecordHeader, decode_content};
 use tokio::sync::Semaphore;
 
-use crate::chunked::{Chunked, pieces};
+use crate::chunked::{Chunked, checked_pieces, pieces};
 use crate::{Archive, Error, Result, check_header};
 
 /// The first read for a header-only look at a record: a header with a short key fits in a few
@@ -170,6 +170,23 @@ impl Record {
             return Ok(Some(self.bytes.slice(start..start + self.frame.header.stored_len as usize)));
         }
         Ok(Some(self.bytes.clone()))
+    }
+
+    /// What [`Record::encoded`] gives, without checking it all first: in pieces of the stored
+    /// bytes, each let go once the record up to its end was decoded and checked (a step at a
+    /// time, on the blocking pool, nothing of it kept), the last only once the whole record
+    /// was; a failed check ends the stream with an error item before its end, and the caller
+    /// must then discard what it got. For a record that decodes past [`Budget::WHOLE`], whose
+    /// check alone takes seconds. `None` where [`Record::encoded`] would be.
+    pub fn into_encoded_stream(self) -> Result<Option<impl Stream<Item = Result<Bytes>> + Send + 'static>> {
+        let (Some(coding), true) = (self.content_encoding(), self.is_whole()) else { return Ok(None) };
+        let chunked = Chunked::new(self.frame.clone(), self.dictionary()).map_err(|e| self.fail(e))?;
+        let content = self.frame.prefix_len as usize;
+        let body = match coding {
+            "zstd" => content..content + self.frame.header.stored_len as usize,
+            _ => 0..self.bytes.len(),
+        };
+        Ok(Some(checked_pieces(self.archive, self.entry, chunked, self.bytes, content, body)))
     }
 
     /// The content in pieces of at most [`Budget::STEP`] bytes, decoded on the blocking pool,

@@ -112,14 +112,24 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
     b = b.header(CONTENT_TYPE, entry.content_type.as_deref().unwrap_or("application/octet-stream"));
     if let Some(coding) = send_coded {
         b = b.header(CONTENT_ENCODING, coding);
+        // The encoded length, without reading the record: the whole record for gzip, the
+        // content frame for zstd.
+        let len = if coding == "gzip" { entry.len } else { h.stored_len };
         if head {
-            // The encoded length, without reading the record: the whole record for gzip, the
-            // content frame for zstd.
-            let len = if coding == "gzip" { entry.len } else { h.stored_len };
             return finish(b.header(CONTENT_LENGTH, len), empty());
         }
-        // Checking the stored bytes decodes all of them, however much that is: on a blocking
-        // thread, a step at a time, before the first byte goes out.
+        if !Budget::whole(entry.len, h.raw_len) {
+            // Checking it all first would hold the answer back for seconds (a few MiB of gzip
+            // can decode to GiBs): the stored bytes go out as they are checked, a step at a time
+            // on the blocking pool, the last only once all were, and a failed check aborts.
+            return match rec.into_encoded_stream() {
+                Ok(Some(pieces)) => finish(b.header(CONTENT_LENGTH, len), aborting(pieces)),
+                Ok(None) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
+                Err(e) => read_failed(e),
+            };
+        }
+        // Checked before the first byte goes out, on a blocking thread for the milliseconds
+        // that takes.
         return match off_worker(move || rec.encoded()).await {
             Ok(Ok(Some(encoded))) => finish(b.header(CONTENT_LENGTH, encoded.len()), full(encoded)),
             Ok(Ok(None)) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
@@ -240,6 +250,18 @@ fn streamed(rec: Record, start: u64, end: u64, upstream: Arc<tokio::sync::Semaph
                 }
             }
         }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// A body of checked pieces that aborts the response at the first failed check, so the client
+/// sees a truncated body, never a complete wrong one.
+fn aborting(pieces: impl futures::Stream<Item = haypack_read::Result<Bytes>> + Send + 'static) -> Body {
+    let frames = pieces.map(|piece| {
+        piece.map(Frame::data).map_err(|e| {
+            tracing::error!("streaming a record failed, aborting the response: {e}");
+            BoxError::from(e)
+        })
     });
     StreamBody::new(frames).boxed_unsync()
 }
