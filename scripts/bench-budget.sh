@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Peak memory (max RSS, /usr/bin/time -v) of reading one 4 GiB all-zero record on every path:
+# Peak memory (max RSS, /usr/bin/time -v) of reading one all-zero record (4 GiB by default) on every path:
 # `get`, `extract`, `verify`, and `serve` answering 16 concurrent requests, for a gzip and a zstd
-# archive. Usage: scripts/bench-budget.sh HAYPACK_BINARY [WORKDIR]. Writes a table to stdout.
+# archive. Usage: scripts/bench-budget.sh HAYPACK_BINARY [WORKDIR]; SIZE (4G), CLIENTS (16) and
+# CAP_KB (8 GiB) in the environment. Writes a table to stdout.
 #
 # The binary under test serves only on 127.0.0.1. A build without the memory budget can need
 # 16 × 4 GiB for the serve runs, so every command runs under an address-space cap (CAP_KB,
@@ -11,10 +12,11 @@ bin=$(realpath "$1")
 work=${2:-/tmp/haypack-bench-budget}
 cap_kb=${CAP_KB:-8388608}
 clients=${CLIENTS:-16}
+size=${SIZE:-4G}
 mkdir -p "$work"
 if [ ! -f "$work/gz/manifest.json" ] || [ ! -f "$work/zst/manifest.json" ]; then
     mkdir -p "$work/src"
-    truncate -s 4G "$work/src/zeros.bin"
+    truncate -s "$size" "$work/src/zeros.bin"
     "$bin" --quiet pack --codec gzip "$work/src" "$work/gz"
     "$bin" --quiet pack "$work/src" "$work/zst"
     rm -rf "$work/src"
