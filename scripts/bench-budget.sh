@@ -34,7 +34,7 @@ measure() {
     echo "$((kb / 1024)) $secs $( [ $status = 0 ] && echo ok || echo "failed($status)")"
 }
 
-port=18431
+port=${PORT:-18431}
 serve_run() { # archive accept
     local arch=$1 accept=$2 log=$work/serve-time.log
     ( ulimit -v "$cap_kb"; exec /usr/bin/time -v "$bin" --quiet serve "$arch" --listen "127.0.0.1:$port" --timeout 120s ) 2>"$log" &
