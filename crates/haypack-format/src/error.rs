@@ -53,6 +53,15 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A length from a header is more than the bytes around it can hold or decode to: corrupt or
+    /// hostile, refused before anything is allocated by it.
+    #[error("implausible {what}: {detail}")]
+    Implausible {
+        /// The structure whose length it is.
+        what: &'static str,
+        /// The length, and the most it could be.
+        detail: String,
+    },
     /// A value that the format cannot represent (a key too long, say).
     #[error("cannot encode {what}: {detail}")]
     Unencodable {

@@ -25,6 +25,7 @@
 
 mod bytes;
 mod codec;
+mod decode;
 mod dict;
 mod entries;
 mod error;
@@ -36,9 +37,10 @@ mod segment;
 
 pub use crate::bytes::{Reader, put_varint};
 pub use crate::codec::{
-    Compression, ContentDecoder, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta,
-    decode_content, decode_record, encode_record, encode_record_with,
+    Compression, ContentEncoder, ContentSummary, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, RecordMeta, encode_record,
+    encode_record_with,
 };
+pub use crate::decode::{Budget, RecordDecoder, decode_content, decode_record};
 pub use crate::dict::{DEFAULT_DICTIONARY, Dictionary, MAX_DICTIONARY};
 pub use crate::entries::{BlockBuilder, Entry, decode_block, encode_block, find_in_block};
 pub use crate::error::{Error, Result};

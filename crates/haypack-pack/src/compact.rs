@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 
-use haypack_format::{Container, Entry, FOOTER_TAIL, Footer, Manifest, PackRef};
+use haypack_format::{Budget, Container, Entry, FOOTER_TAIL, Footer, Manifest, PackRef};
 use haypack_read::{Archive, RecordCheck};
 use haypack_store::Store;
 use tokio::runtime::Handle;
@@ -22,8 +22,10 @@ use crate::update::{Change, Update, commit, unique_token};
 use crate::writer::PackWriter;
 use crate::{DEFAULT_PACK_SIZE, Error, Progress, Result, fault};
 
-/// Bytes read at once when records travel through this process.
-const CHUNK: u64 = 16 << 20;
+/// Bytes read at once when records travel through this process: a record within the read
+/// budget comes whole, a larger one in pieces this size; each is checked a step at a time
+/// ([`RecordCheck`]), so what a copy holds does not depend on what the record decodes to.
+const CHUNK: u64 = Budget::WHOLE;
 /// Dead bytes between live records that are cheaper to read along than to skip with another
 /// request.
 const GAP: u64 = 1 << 20;

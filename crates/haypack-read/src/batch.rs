@@ -3,15 +3,16 @@
 //! ranges are in flight at once, and every record is still verified on its own.
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use haypack_format::{Entry, Timestamp};
+use haypack_format::{Budget, Entry, Timestamp};
 
-use crate::{Archive, Error, Result, WHOLE_RECORD, decode_whole};
+use crate::{Archive, Error, Result, decode_whole};
 
 /// Merge two records into one request when fewer bytes than this lie between them: reading a
 /// little waste costs less than another round trip.
 pub const MAX_GAP: u64 = 1 << 20;
-/// The largest merged range: big enough for throughput, small enough to bound memory.
-pub const MAX_RUN: u64 = 16 << 20;
+/// The largest merged range: big enough for throughput, small enough to bound memory, and
+/// enough for any record read whole.
+pub const MAX_RUN: u64 = Budget::WHOLE;
 /// Merged ranges fetched at once.
 pub const IN_FLIGHT: usize = 4;
 
@@ -24,13 +25,13 @@ struct Run {
     entries: Vec<Entry>,
 }
 
-/// Groups entries into runs. Records too large to hold whole, stored or decoded, are returned
-/// alone, to be streamed.
+/// Groups entries into runs. Records [`Budget::whole`] does not allow are returned alone, to be
+/// streamed.
 fn plan(mut entries: Vec<Entry>) -> (Vec<Run>, Vec<Entry>) {
     entries.sort_by_key(|e| (e.pack, e.offset));
     let (mut runs, mut large): (Vec<Run>, Vec<Entry>) = (Vec::new(), Vec::new());
     for e in entries {
-        if e.len.max(e.raw_len) > WHOLE_RECORD {
+        if !Budget::whole(e.len, e.raw_len) {
             large.push(e);
             continue;
         }
@@ -60,8 +61,8 @@ pub fn plan_counts(entries: Vec<Entry>) -> (usize, usize) {
 impl Archive {
     /// Reads the records in `entries` and hands each one's verified content to `each`, in
     /// (pack, offset) order, with about (stored bytes / 16 MiB) requests rather than one per
-    /// record. Records too large to hold in memory (over 16 MiB stored or decoded) are not read: they are
-    /// returned, for the caller to stream with [`Archive::get_to`]. Stops at the first error,
+    /// record. Records too large to hold in memory ([`Budget::whole`]: over 16 MiB stored or decoded)
+    /// are not read: they are returned, for the caller to stream with [`Archive::get_to`]. Stops at the first error,
     /// from a record or from `each`. `each` gets the record's entry with its mtime to the
     /// nanosecond, from the record's header.
     pub async fn get_many(

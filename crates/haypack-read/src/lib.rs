@@ -25,6 +25,7 @@
 
 mod batch;
 mod check;
+mod chunked;
 mod error;
 mod export;
 mod extract;
@@ -36,9 +37,10 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use haypack_format::{
-    ContentDecoder, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_block,
-    decode_content, find_in_block,
+    Budget, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_block, decode_content,
+    find_in_block,
 };
 use haypack_store::Store;
 
@@ -62,10 +64,9 @@ const RAW_BLOCK_BUDGET: usize = 64 << 20;
 /// The largest an index block may expand to: blocks target 256 KiB, so this only stops a
 /// corrupt or hostile size field from allocating gigabytes.
 const MAX_BLOCK_RAW: usize = 64 << 20;
-/// Records up to this size are read with one range request; larger ones stream in chunks.
-const WHOLE_RECORD: u64 = 16 << 20;
-/// Chunk size for streaming large records.
-const CHUNK: u64 = 8 << 20;
+/// The least a chunked read asks for at once: the first chunk must hold the record's header,
+/// which takes at most 80 KiB.
+const MIN_CHUNK: u64 = 256 << 10;
 
 /// An open archive, pinned to the manifest generation it opened.
 #[derive(Debug)]
@@ -283,7 +284,7 @@ impl Archive {
     /// The content of `key`, verified.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
         let entry = self.stat(key).await?;
-        let mut out = Vec::with_capacity(entry.raw_len.min(WHOLE_RECORD) as usize);
+        let mut out = Vec::with_capacity(entry.raw_len.min(Budget::WHOLE) as usize);
         self.read_entry(&entry, &mut out).await?;
         Ok(out)
     }
@@ -347,56 +348,33 @@ impl Archive {
         self.versions.lock().expect("versions lock").get(name).cloned()
     }
 
-    /// Reads, decodes and verifies one record into `out`. Returns its mtime from its header,
-    /// where it has the nanoseconds the index leaves out.
+    /// Stored bytes a chunked read of a record asks for at once: what the store likes, within
+    /// the budget.
+    pub(crate) fn read_chunk(&self) -> u64 {
+        self.store.read_chunk().clamp(MIN_CHUNK, Budget::CHUNK)
+    }
+
+    /// Reads, decodes and verifies one record into `out`: whole if [`Budget::whole`] allows,
+    /// otherwise in chunks. Returns its mtime from its header, where it has the nanoseconds the
+    /// index leaves out.
     pub(crate) async fn read_entry(&self, entry: &Entry, out: &mut (dyn Write + Send)) -> Result<Timestamp> {
-        let pack = self.pack_of(entry)?;
-        let corrupt = |detail: String| Error::Corrupt {
-            object: pack.name.clone(),
-            offset: entry.offset,
-            key: Some(entry.key.clone()),
-            detail,
-        };
-        let end = entry.offset.checked_add(entry.len).filter(|&end| end <= pack.size);
-        let Some(end) = end else {
-            return Err(corrupt(format!("record runs past the pack's end ({} bytes)", pack.size)));
-        };
-        let fetch = |range: std::ops::Range<u64>| async move {
-            self.read_range(&pack.name, range, Some(&entry.key)).await.map_err(|e| match e {
-                Error::Store(haypack_store::Error::OutOfRange { size, .. }) => {
-                    corrupt(format!("pack is truncated at {size} of {} bytes", pack.size))
-                }
-                e => e,
-            })
-        };
-        let first =
-            fetch(entry.offset..end.min(entry.offset + if entry.len <= WHOLE_RECORD { entry.len } else { CHUNK }))
-                .await?;
-        let frame = RecordFrame::parse(&first).map_err(|e| corrupt(e.to_string()))?;
-        check_header(&frame, entry).map_err(corrupt)?;
+        let whole = Budget::whole(entry.len, entry.raw_len);
+        let first = self.record_range(entry, 0..if whole { entry.len } else { self.read_chunk() }).await?;
+        let frame = RecordFrame::parse(&first).map_err(|e| self.record_corrupt(entry, e.to_string()))?;
+        check_header(&frame, entry).map_err(|d| self.record_corrupt(entry, d))?;
         let mtime = frame.header.mtime;
-        let dict = self.manifest.dictionary(frame.header.dict_id);
-        if first.len() as u64 == entry.len && entry.raw_len <= WHOLE_RECORD {
-            let content = decode_content(&frame, &first, dict).map_err(|e| corrupt(e.to_string()))?;
+        if whole {
+            let dict = self.manifest.dictionary(frame.header.dict_id);
+            let content =
+                decode_content(&frame, &first, dict).map_err(|e| self.record_corrupt(entry, e.to_string()))?;
             out.write_all(&content).map_err(Error::Output)?;
             return Ok(mtime);
         }
-        // The sink failing (a closed pipe, a full disk) is not corruption.
-        let fail = |e: haypack_format::Error| match e {
-            haypack_format::Error::Io(e) => Error::Output(e),
-            e => corrupt(e.to_string()),
-        };
-        let prefix = frame.prefix_len as usize;
-        let mut decoder = ContentDecoder::with_dictionary(frame, dict, out).map_err(fail)?;
-        decoder.push(&first[prefix..]).map_err(fail)?;
-        let mut at = entry.offset + first.len() as u64;
-        while at < end {
-            let next = (at + CHUNK).min(end);
-            let chunk = fetch(at..next).await?;
-            decoder.push(&chunk).map_err(fail)?;
-            at = next;
+        let mut pieces = std::pin::pin!(chunked::pieces(self, entry.clone(), frame, first, None));
+        while let Some(piece) = pieces.next().await {
+            // The sink failing (a closed pipe, a full disk) is not corruption.
+            out.write_all(&piece?).map_err(Error::Output)?;
         }
-        decoder.finish().map_err(fail)?;
         Ok(mtime)
     }
 }

@@ -2,23 +2,21 @@
 //! sends headers first): its header from one range read, then its content whole, in pieces, or
 //! still compressed as stored (a gzip member, a zstd frame), for a client that takes that.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
-use haypack_format::{Codec, Container, ContentDecoder, Dictionary, Entry, RecordFrame, RecordHeader, decode_content};
+use futures::{Stream, StreamExt};
+use haypack_format::{Budget, Codec, Container, Dictionary, Entry, RecordFrame, RecordHeader, decode_content};
+use tokio::sync::Semaphore;
 
-use crate::{Archive, CHUNK, Error, Result, WHOLE_RECORD, check_header};
+use crate::chunked::{Chunked, checked_pieces, pieces};
+use crate::{Archive, Error, Result, check_header};
 
 /// The first read for a header-only look at a record: a header with a short key fits in a few
 /// dozen bytes, the longest (a 4 KiB key, a long content type) in a few KiB.
 const HEADER_READ: u64 = 8 << 10;
 /// The most a header can take: the gzip container caps it at one 64 KiB extra field.
 const HEADER_MAX: u64 = 80 << 10;
-/// Encoded bytes handed to the decoder at a time while streaming, so that what one step decodes
-/// stays small.
-const STREAM_STEP: usize = 256 << 10;
 /// The largest zstd content sent on as a zstd stream (see [`Record::content_encoding`]).
 const ZSTD_HTTP_WINDOW: u64 = 8 << 20;
 
@@ -27,8 +25,8 @@ const ZSTD_HTTP_WINDOW: u64 = 8 << 20;
 pub enum Want {
     /// Only its header (checksum, codec, lengths): a small read at the record's start.
     Header,
-    /// The whole record if it is at most 16 MiB; a larger one is read like [`Want::Header`]
-    /// and its content streams later, so that an answer that needs none of it (a 304) reads
+    /// The whole record if it stores at most [`Budget::WHOLE`] bytes; a larger one is read like
+    /// [`Want::Header`] and its content streams later, so that an answer that needs none of it (a 304) reads
     /// little and the first byte of one that does goes out early.
     Content,
 }
@@ -50,7 +48,7 @@ impl Archive {
     pub async fn record(self: &Arc<Self>, key: &str, want: Want) -> Result<Record> {
         let entry = self.stat(key).await?;
         let first = match want {
-            Want::Content if entry.len <= WHOLE_RECORD => entry.len,
+            Want::Content if entry.len <= Budget::WHOLE => entry.len,
             Want::Header | Want::Content => entry.len.min(HEADER_READ),
         };
         let mut bytes = self.record_range(&entry, 0..first).await?;
@@ -68,7 +66,7 @@ impl Archive {
     }
 
     /// Reads `range` of the record `entry`, relative to its start.
-    async fn record_range(&self, entry: &Entry, range: std::ops::Range<u64>) -> Result<Bytes> {
+    pub(crate) async fn record_range(&self, entry: &Entry, range: std::ops::Range<u64>) -> Result<Bytes> {
         let pack = self.pack_of(entry)?;
         if entry.offset.checked_add(entry.len).is_none_or(|end| end > pack.size) {
             return Err(self.record_corrupt(entry, format!("record runs past the pack's end ({} bytes)", pack.size)));
@@ -82,7 +80,7 @@ impl Archive {
         })
     }
 
-    fn record_corrupt(&self, entry: &Entry, detail: String) -> Error {
+    pub(crate) fn record_corrupt(&self, entry: &Entry, detail: String) -> Error {
         Error::Corrupt {
             object: self.pack_of(entry).map_or_else(|_| format!("pack {}", entry.pack), |p| p.name.clone()),
             offset: entry.offset,
@@ -119,7 +117,7 @@ impl Record {
     pub fn content_encoding(&self) -> Option<&'static str> {
         let h = &self.frame.header;
         match (self.frame.container, h.codec) {
-            _ if self.entry.len > WHOLE_RECORD => None,
+            _ if self.entry.len > Budget::WHOLE => None,
             (Container::Gzip, Codec::Gzip) => Some("gzip"),
             // RFC 9659 asks decoders for an 8 MiB window only; a frame's window is at most its
             // content size.
@@ -134,33 +132,39 @@ impl Record {
         self.bytes.len() as u64 == self.entry.len
     }
 
-    /// The content, verified; reads the rest of the record first if only part of it was read.
+    /// The content, verified, in memory: whole if [`Budget::whole`] allows, otherwise decoded a
+    /// step at a time (reading the rest of the record first if only part of it was read), so that
+    /// memory follows what the content turns out to be, never what its header claims.
     pub async fn content(&self) -> Result<Vec<u8>> {
-        if self.is_whole() {
-            return self.decode_whole();
+        if self.is_whole() && Budget::whole(self.entry.len, self.frame.header.raw_len) {
+            return decode_content(&self.frame, &self.bytes, self.dictionary()).map_err(|e| self.fail(e));
         }
-        let cap = self.frame.header.raw_len.min(WHOLE_RECORD) as usize;
-        let mut decoder =
-            ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), Vec::with_capacity(cap))
-                .map_err(|e| self.fail(e))?;
-        decoder.push(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
-        let mut at = self.bytes.len() as u64;
-        while at < self.entry.len {
-            let next = (at + CHUNK).min(self.entry.len);
-            decoder.push(&self.archive.record_range(&self.entry, at..next).await?).map_err(|e| self.fail(e))?;
-            at = next;
+        let mut out = Vec::new();
+        let mut stream =
+            std::pin::pin!(pieces(&*self.archive, self.entry.clone(), self.frame.clone(), self.bytes.clone(), None));
+        while let Some(piece) = stream.next().await {
+            out.extend_from_slice(&piece?);
         }
-        decoder.finish().map_err(|e| self.fail(e))
+        Ok(out)
     }
 
     /// The record's content still encoded, for a caller that sends it on compressed: for
     /// `gzip`, the record itself, a complete gzip member (RFC 1952; the header travels in its
     /// FEXTRA field, which decoders skip); for `zstd`, the record's content frame (RFC 8878).
     /// `None` unless [`Record::content_encoding`] names a coding and the record was read whole.
-    /// The content is decoded and verified first.
+    ///
+    /// The content is decoded and verified first, a step at a time (within [`Budget`], however
+    /// much it decodes to), which takes CPU time in proportion to the decoded length: call it
+    /// from a blocking thread.
     pub fn encoded(&self) -> Result<Option<Bytes>> {
         let (Some(coding), true) = (self.content_encoding(), self.is_whole()) else { return Ok(None) };
-        self.decode_whole()?;
+        if Budget::whole(self.entry.len, self.frame.header.raw_len) {
+            decode_content(&self.frame, &self.bytes, self.dictionary()).map_err(|e| self.fail(e))?;
+        } else {
+            let mut chunked = Chunked::new(self.frame.clone(), self.dictionary()).map_err(|e| self.fail(e))?;
+            chunked.check(&self.bytes[self.frame.prefix_len as usize..]).map_err(|e| self.fail(e))?;
+            chunked.finish().map_err(|e| self.fail(e))?;
+        }
         if coding == "zstd" {
             let start = self.frame.prefix_len as usize;
             return Ok(Some(self.bytes.slice(start..start + self.frame.header.stored_len as usize)));
@@ -168,25 +172,32 @@ impl Record {
         Ok(Some(self.bytes.clone()))
     }
 
-    /// The content in pieces of a few hundred KiB, for records too large to hold whole. Unlike
-    /// [`Record::content`], pieces come out before the whole record is checked: the stream ends
-    /// with an error item if the check fails, and the caller must then discard what it got (an
-    /// HTTP server aborts the response, so the client sees a truncated body, never a complete
-    /// wrong one).
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
-        let out = SharedBuf::default();
-        let decoder = ContentDecoder::with_dictionary(self.frame.clone(), self.dictionary(), out.clone())
-            .map_err(|e| self.fail(e));
-        let pending = self.bytes.slice(self.frame.prefix_len as usize..);
-        let at = self.bytes.len() as u64;
-        let state = Streaming { record: self, decoder: Some(decoder), out, pending, at };
-        futures::stream::unfold(state, |mut s| async move {
-            let item = s.step().await.transpose()?;
-            if item.is_err() {
-                s.decoder = None;
-            }
-            Some((item, s))
-        })
+    /// What [`Record::encoded`] gives, without checking it all first: in pieces of the stored
+    /// bytes, each let go once the record up to its end was decoded and checked (a step at a
+    /// time, on the blocking pool, nothing of it kept), the last only once the whole record
+    /// was; a failed check ends the stream with an error item before its end, and the caller
+    /// must then discard what it got. For a record that decodes past [`Budget::WHOLE`], whose
+    /// check alone takes seconds. `None` where [`Record::encoded`] would be.
+    pub fn into_encoded_stream(self) -> Result<Option<impl Stream<Item = Result<Bytes>> + Send + 'static>> {
+        let (Some(coding), true) = (self.content_encoding(), self.is_whole()) else { return Ok(None) };
+        let chunked = Chunked::new(self.frame.clone(), self.dictionary()).map_err(|e| self.fail(e))?;
+        let content = self.frame.prefix_len as usize;
+        let body = match coding {
+            "zstd" => content..content + self.frame.header.stored_len as usize,
+            _ => 0..self.bytes.len(),
+        };
+        Ok(Some(checked_pieces(self.archive, self.entry, chunked, self.bytes, content, body)))
+    }
+
+    /// The content in pieces of at most [`Budget::STEP`] bytes, decoded on the blocking pool,
+    /// for records too large to hold whole; the rest of the record is read a chunk at a time as
+    /// the pieces are taken, each read holding a permit of `reads` if given (so a consumer that
+    /// stops taking holds no permit). Unlike [`Record::content`], pieces come out before the
+    /// whole record is checked: the stream ends with an error item if the check fails, and the
+    /// caller must then discard what it got (an HTTP server aborts the response, so the client
+    /// sees a truncated body, never a complete wrong one).
+    pub fn into_stream(self, reads: Option<Arc<Semaphore>>) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        pieces(self.archive, self.entry, self.frame, self.bytes, reads)
     }
 
     /// The archive's dictionary this record was compressed against, if any.
@@ -197,78 +208,10 @@ impl Record {
         }
     }
 
-    /// Decodes the record held whole (see [`haypack_format::decode_content`]).
-    fn decode_whole(&self) -> Result<Vec<u8>> {
-        decode_content(&self.frame, &self.bytes, self.dictionary()).map_err(|e| self.fail(e))
-    }
-
     fn fail(&self, e: haypack_format::Error) -> Error {
         match e {
             haypack_format::Error::Io(e) => Error::Output(e),
             e => self.archive.record_corrupt(&self.entry, e.to_string()),
         }
-    }
-}
-
-struct Streaming {
-    record: Record,
-    /// `None` once the stream ended (or failed).
-    decoder: Option<Result<ContentDecoder<SharedBuf>>>,
-    out: SharedBuf,
-    /// Encoded bytes read but not yet decoded.
-    pending: Bytes,
-    /// Where the next read starts, relative to the record.
-    at: u64,
-}
-
-impl Streaming {
-    /// The next non-empty piece, `None` at a verified end.
-    async fn step(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            let decoder = match self.decoder.take() {
-                None => return Ok(None),
-                Some(d) => d?,
-            };
-            let r = &self.record;
-            if self.pending.is_empty() && self.at < r.entry.len {
-                let next = (self.at + CHUNK).min(r.entry.len);
-                self.pending = r.archive.record_range(&r.entry, self.at..next).await?;
-                self.at = next;
-            }
-            if self.pending.is_empty() {
-                decoder.finish().map_err(|e| r.fail(e))?;
-                let rest = self.out.take();
-                return Ok((!rest.is_empty()).then_some(rest));
-            }
-            let mut decoder = decoder;
-            let piece = self.pending.split_to(self.pending.len().min(STREAM_STEP));
-            decoder.push(&piece).map_err(|e| r.fail(e))?;
-            self.decoder = Some(Ok(decoder));
-            let out = self.out.take();
-            if !out.is_empty() {
-                return Ok(Some(out));
-            }
-        }
-    }
-}
-
-/// The decoder's sink while streaming: the stream takes what each step decoded.
-#[derive(Debug, Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn take(&self) -> Bytes {
-        Bytes::from(std::mem::take(&mut *self.0.lock().expect("stream buffer lock")))
-    }
-}
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("stream buffer lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

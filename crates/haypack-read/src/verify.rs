@@ -3,9 +3,14 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use haypack_format::{Dictionary, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, decode_block};
+use bytes::Bytes;
+use haypack_format::{Budget, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, decode_block};
 
-use crate::{Archive, CHUNK, RecordCheck, Result, WHOLE_RECORD, decode_whole};
+use crate::chunked::Chunked;
+use crate::{Archive, Result, decode_whole};
+
+/// Bytes read at once: runs of small records, or a chunk of a larger one.
+const CHUNK: u64 = Budget::CHUNK;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,9 +121,13 @@ impl Archive {
         if crc != footer.index_crc32c {
             return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
         }
-        // A pack index holds at most a key and a few numbers per record: a claimed size beyond
-        // that is corrupt, and must not be allocated.
-        let bound = (footer.records as usize).saturating_mul(MAX_KEY_LEN + 64).min(1 << 30);
+        // A pack index holds at most a key and a few numbers per record, and a zstd frame
+        // expands at most 32,768 times: a claimed size beyond either is corrupt, and must not be
+        // allocated.
+        let bound = (footer.records as usize)
+            .saturating_mul(MAX_KEY_LEN + 64)
+            .min(payload.len().saturating_mul(32 << 10))
+            .min(1 << 30);
         let mut entries = decode_block(&payload, bound).map_err(at)?;
         let own = entries.iter().map(|e| (fingerprint(e), e.len)).collect();
         if entries.len() as u64 != footer.records {
@@ -151,9 +160,14 @@ impl Archive {
                 let run = get(pos..end).await?;
                 crc = crc32c::crc32c_append(crc, &run);
                 for e in &entries[i..j] {
-                    let bytes = &run[(e.offset - pos) as usize..(e.offset - pos + e.len) as usize];
-                    check_whole(bytes, e, &self.manifest.dictionaries)
-                        .map_err(|p| format!("record {:?} at offset {}: {p}", e.key, e.offset))?;
+                    let bytes = run.slice((e.offset - pos) as usize..(e.offset - pos + e.len) as usize);
+                    let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
+                    if Budget::whole(e.len, e.raw_len) {
+                        decode_whole(&bytes, e, &self.manifest.dictionaries).map_err(at)?;
+                    } else {
+                        // Stores little, decodes to much: checked a step at a time.
+                        self.check_chunk(None, e, bytes).await.map_err(at)?.finish().map_err(|x| at(x.to_string()))?;
+                    }
                 }
                 report.records += (j - i) as u64;
                 pos = end;
@@ -179,29 +193,33 @@ impl Archive {
     async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, String> {
         let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
         let end = e.offset + e.len;
-        let mut check = RecordCheck::new(e, &self.manifest.dictionaries);
+        let mut chunked = None;
         let mut pos = e.offset;
         while pos < end {
             let next = (pos + CHUNK).min(end);
             let chunk = self.store.get_range(&pack.name, pos..next).await.map_err(|e| e.to_string())?;
             crc = crc32c::crc32c_append(crc, &chunk);
-            check.push(&chunk).map_err(at)?;
+            chunked = Some(self.check_chunk(chunked, e, chunk).await.map_err(at)?);
             pos = next;
         }
-        check.finish().map_err(at)?;
+        chunked.ok_or_else(|| at("the record is empty".into()))?.finish().map_err(|x| at(x.to_string()))?;
         Ok(crc)
     }
-}
 
-/// Checks one record held whole in memory; its content is held too only if that is small (a
-/// record may store few bytes and decode to many).
-fn check_whole(bytes: &[u8], e: &Entry, dicts: &[Dictionary]) -> Result<(), String> {
-    if e.raw_len <= WHOLE_RECORD {
-        return decode_whole(bytes, e, dicts).map(drop);
+    /// Checks the next chunk of record `e`'s stored bytes (the first holds its header) on the
+    /// blocking pool, and returns the decoder for the next one.
+    async fn check_chunk(&self, chunked: Option<Chunked>, e: &Entry, chunk: Bytes) -> Result<Chunked, String> {
+        let (chunked, rest) = match chunked {
+            Some(c) => (c, chunk),
+            None => {
+                let (c, prefix) = Chunked::start(e, &self.manifest.dictionaries, &chunk)?;
+                (c, chunk.slice(prefix..))
+            }
+        };
+        let (chunked, checked) = chunked.check_off_worker(rest).await.map_err(|x| x.to_string())?;
+        checked.map_err(|x| x.to_string())?;
+        Ok(chunked)
     }
-    let mut check = RecordCheck::new(e, dicts);
-    check.push(bytes)?;
-    check.finish()
 }
 
 /// The archive index's records of a pack must all be in the pack's own index, and the others

@@ -87,7 +87,7 @@ async fn damaged_content_is_corrupt_on_every_path() {
         if compression.compress {
             assert!(matches!(rec.encoded(), Err(Error::Corrupt { .. })), "{compression:?}");
         }
-        let items: Vec<_> = rec.into_stream().collect().await;
+        let items: Vec<_> = rec.into_stream(None).collect().await;
         assert!(matches!(items.last(), Some(Err(Error::Corrupt { .. }))), "{compression:?}");
     }
 }
@@ -98,7 +98,7 @@ async fn a_large_record_streams_in_pieces_and_ends_verified() {
     let (_dir, archive) = packed(&[("big", big.clone())], CODECS[2]).await;
     let rec = archive.record("big", Want::Content).await.unwrap();
     assert!(!rec.is_whole());
-    let pieces: Vec<_> = rec.into_stream().collect().await;
+    let pieces: Vec<_> = rec.into_stream(None).collect().await;
     assert!(pieces.len() > 1);
     let joined: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
     assert!(joined == big);
@@ -174,8 +174,39 @@ async fn records_compressed_with_a_dictionary_decode_and_are_never_sent_as_plain
         }
         assert_eq!(rec.content().await.unwrap(), expected);
         let streamed: Vec<u8> =
-            rec.into_stream().collect::<Vec<_>>().await.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+            rec.into_stream(None).collect::<Vec<_>>().await.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
         assert_eq!(streamed, expected);
     }
     assert!(with_dict > 0, "the test needs records compressed with the dictionary");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzip_record_that_decodes_past_the_budget_goes_out_as_stored_checked_as_it_goes() {
+    // Stores a few MiB, decodes to 24 MiB: past the budget, so its check streams.
+    let mut text = Vec::with_capacity(24 << 20);
+    for i in 0u64.. {
+        if text.len() >= 24 << 20 {
+            break;
+        }
+        text.extend(format!("{i} haypack\n").bytes());
+    }
+    let gzip = CODECS[1];
+    let (dir, archive) = packed(&[("t.txt", text.clone())], gzip).await;
+    let rec = archive.record("t.txt", Want::Content).await.unwrap();
+    assert!(rec.is_whole() && rec.entry().len < 16 << 20, "{:?}", rec.entry());
+    let pieces: Vec<_> = rec.into_encoded_stream().unwrap().unwrap().collect().await;
+    assert!(pieces.len() > 1);
+    let member: Vec<u8> = pieces.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&member[..]), &mut out).unwrap();
+    assert!(out == text);
+
+    let entry = archive.stat("t.txt").await.unwrap();
+    flip_content_byte(dir.path(), &archive, &entry);
+    let archive = Arc::new(Archive::open(archive.store().clone()).await.unwrap());
+    let rec = archive.record("t.txt", Want::Content).await.unwrap();
+    let items: Vec<_> = rec.into_encoded_stream().unwrap().unwrap().collect().await;
+    let sent: usize = items.iter().filter_map(|i| i.as_ref().ok()).map(|p| p.len()).sum();
+    assert!(matches!(items.last(), Some(Err(Error::Corrupt { .. }))));
+    assert!((sent as u64) < entry.len, "never the whole member when the check fails");
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use haypack_format::Budget;
 use haypack_read::{Archive, Record, Want};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -18,7 +19,6 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::State;
 use crate::request::{Ranged, accepts, key_of, not_modified, query_pairs, range};
@@ -79,32 +79,10 @@ async fn respond(state: &State, archive: Arc<Archive>, req: &Parts) -> Response<
 }
 
 async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, head: bool) -> Response<Body> {
-    let Ok(permit) = state.upstream.clone().acquire_owned().await else {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down".into());
-    };
     let want = if head { Want::Header } else { Want::Content };
-    let rec = match archive.record(key, want).await {
+    let rec = match read_record(state, archive, key, want).await {
         Ok(r) => r,
-        // The generation's objects were replaced or removed under it (a repack, a `gc` after a
-        // compaction): what is current now may have the record. One reload, one more try.
-        Err(
-            e @ (haypack_read::Error::Changed { .. }
-            | haypack_read::Error::Store(haypack_store::Error::NotFound { .. })),
-        ) => {
-            if let Err(reload) = state.reload(Some(&archive)).await {
-                tracing::warn!("{e}; reloading failed too: {reload}");
-                return read_failed(e);
-            }
-            let current = state.current.load_full();
-            if Arc::ptr_eq(&current, &archive) {
-                return read_failed(e);
-            }
-            match current.record(key, want).await {
-                Ok(r) => r,
-                Err(e) => return read_failed(e),
-            }
-        }
-        Err(e) => return read_failed(e),
+        Err(response) => return *response,
     };
     let (h, entry) = (rec.header(), rec.entry());
     // The CRC-32C and length name the content; an encoded form of it is another representation
@@ -134,16 +112,29 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
     b = b.header(CONTENT_TYPE, entry.content_type.as_deref().unwrap_or("application/octet-stream"));
     if let Some(coding) = send_coded {
         b = b.header(CONTENT_ENCODING, coding);
+        // The encoded length, without reading the record: the whole record for gzip, the
+        // content frame for zstd.
+        let len = if coding == "gzip" { entry.len } else { h.stored_len };
         if head {
-            // The encoded length, without reading the record: the whole record for gzip, the
-            // content frame for zstd.
-            let len = if coding == "gzip" { entry.len } else { h.stored_len };
             return finish(b.header(CONTENT_LENGTH, len), empty());
         }
-        return match rec.encoded() {
-            Ok(Some(encoded)) => finish(b.header(CONTENT_LENGTH, encoded.len()), full(encoded)),
-            Ok(None) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
-            Err(e) => read_failed(e),
+        if !Budget::whole(entry.len, h.raw_len) {
+            // Checking it all first would hold the answer back for seconds (a few MiB of gzip
+            // can decode to GiBs): the stored bytes go out as they are checked, a step at a time
+            // on the blocking pool, the last only once all were, and a failed check aborts.
+            return match rec.into_encoded_stream() {
+                Ok(Some(pieces)) => finish(b.header(CONTENT_LENGTH, len), aborting(pieces)),
+                Ok(None) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
+                Err(e) => read_failed(e),
+            };
+        }
+        // Checked before the first byte goes out, on a blocking thread for the milliseconds
+        // that takes.
+        return match off_worker(move || rec.encoded()).await {
+            Ok(Ok(Some(encoded))) => finish(b.header(CONTENT_LENGTH, encoded.len()), full(encoded)),
+            Ok(Ok(None)) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the record was not read whole".into()),
+            Ok(Err(e)) => read_failed(e),
+            Err(response) => response,
         };
     }
     let total = h.raw_len;
@@ -167,16 +158,16 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
         return finish(b, empty());
     }
     // A record read whole may still decode to far more than it stores: that one streams too.
-    if !rec.is_whole() || total > HELD_WHOLE {
-        return finish(b, streamed(rec, start, end, permit));
+    if !rec.is_whole() || !Budget::whole(entry.len, total) {
+        return finish(b, streamed(rec, start, end, state.upstream.clone()));
     }
     let content = if total > OFF_WORKER_DECODE {
         // Decoding MiBs takes milliseconds: on a blocking thread, so that small requests on this
         // worker do not wait behind it. The record is whole: `content` reads nothing more.
         let runtime = tokio::runtime::Handle::current();
-        match tokio::task::spawn_blocking(move || runtime.block_on(rec.content())).await {
+        match off_worker(move || runtime.block_on(rec.content())).await {
             Ok(r) => r,
-            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding the record failed: {e}")),
+            Err(response) => return response,
         }
     } else {
         rec.content().await
@@ -189,15 +180,53 @@ async fn record(state: &State, archive: Arc<Archive>, req: &Parts, key: &str, he
 
 /// Contents larger than this are decoded off the async worker threads.
 const OFF_WORKER_DECODE: u64 = 1 << 20;
-/// Contents larger than this are never held whole: they stream, however few bytes they store.
-const HELD_WHOLE: u64 = 16 << 20;
 
-/// A record too large to hold, decoded piece by piece and cut to `start..end`. Its permit is an
-/// upstream read slot, held until the body ends because every piece may read the store.
-fn streamed(rec: Record, start: u64, end: u64, permit: OwnedSemaphorePermit) -> Body {
+/// Looks `key` up and reads its record (see [`Archive::record`]), holding an upstream read
+/// slot for the reads only: never while a client takes the response. A generation whose objects
+/// were replaced or removed under it (a repack, a `gc` after a compaction) gets one reload and
+/// one more try, since what is current now may have the record. The error is the response.
+async fn read_record(
+    state: &State,
+    archive: Arc<Archive>,
+    key: &str,
+    want: Want,
+) -> Result<Record, Box<Response<Body>>> {
+    let Ok(_permit) = state.upstream.acquire().await else {
+        return Err(Box::new(problem(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down".into())));
+    };
+    let e = match archive.record(key, want).await {
+        Ok(r) => return Ok(r),
+        Err(
+            e @ (haypack_read::Error::Changed { .. }
+            | haypack_read::Error::Store(haypack_store::Error::NotFound { .. })),
+        ) => e,
+        Err(e) => return Err(Box::new(read_failed(e))),
+    };
+    if let Err(reload) = state.reload(Some(&archive)).await {
+        tracing::warn!("{e}; reloading failed too: {reload}");
+        return Err(Box::new(read_failed(e)));
+    }
+    let current = state.current.load_full();
+    if Arc::ptr_eq(&current, &archive) {
+        return Err(Box::new(read_failed(e)));
+    }
+    current.record(key, want).await.map_err(|e| Box::new(read_failed(e)))
+}
+
+/// Runs `f` on the blocking pool; a failure to run it is a 500.
+async fn off_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response<Body>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding the record failed: {e}")))
+}
+
+/// A record too large to hold, decoded piece by piece and cut to `start..end`. Each read of the
+/// store takes an upstream slot for as long as it runs, not for the body's life: a client that
+/// stops reading holds one chunk and no slot (and the write timeout ends it).
+fn streamed(rec: Record, start: u64, end: u64, upstream: Arc<tokio::sync::Semaphore>) -> Body {
     let total = rec.header().raw_len;
-    let pieces = Box::pin(rec.into_stream());
-    let frames = futures::stream::unfold((pieces, 0u64, permit), move |(mut pieces, mut at, permit)| async move {
+    let pieces = Box::pin(rec.into_stream(Some(upstream)));
+    let frames = futures::stream::unfold((pieces, 0u64), move |(mut pieces, mut at)| async move {
         loop {
             // A range that stops short of the end stops reading there: its bytes passed the
             // framing checks but not the CRC, which covers the whole content. A body that runs to
@@ -208,7 +237,7 @@ fn streamed(rec: Record, start: u64, end: u64, permit: OwnedSemaphorePermit) -> 
             match pieces.next().await? {
                 Err(e) => {
                     tracing::error!("streaming a record failed, aborting the response: {e}");
-                    return Some((Err(BoxError::from(e)), (pieces, u64::MAX, permit)));
+                    return Some((Err(BoxError::from(e)), (pieces, u64::MAX)));
                 }
                 Ok(piece) => {
                     let (from, to) = (at, at + piece.len() as u64);
@@ -216,11 +245,23 @@ fn streamed(rec: Record, start: u64, end: u64, permit: OwnedSemaphorePermit) -> 
                     let (a, b) = (start.max(from), end.min(to));
                     if a < b {
                         let piece = piece.slice((a - from) as usize..(b - from) as usize);
-                        return Some((Ok(Frame::data(piece)), (pieces, at, permit)));
+                        return Some((Ok(Frame::data(piece)), (pieces, at)));
                     }
                 }
             }
         }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// A body of checked pieces that aborts the response at the first failed check, so the client
+/// sees a truncated body, never a complete wrong one.
+fn aborting(pieces: impl futures::Stream<Item = haypack_read::Result<Bytes>> + Send + 'static) -> Body {
+    let frames = pieces.map(|piece| {
+        piece.map(Frame::data).map_err(|e| {
+            tracing::error!("streaming a record failed, aborting the response: {e}");
+            BoxError::from(e)
+        })
     });
     StreamBody::new(frames).boxed_unsync()
 }

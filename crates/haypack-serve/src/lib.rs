@@ -31,6 +31,7 @@
 mod error;
 mod handler;
 mod request;
+mod timeout;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 pub use crate::error::{Error, Result};
+use crate::timeout::WriteTimeout;
 
 /// Opens the archive to serve: called once at start and again on every reload.
 pub type Opener = Arc<dyn Fn() -> BoxFuture<'static, haypack_read::Result<Archive>> + Send + Sync>;
@@ -70,7 +72,12 @@ pub struct ServeOptions {
     /// The longest a request may take to get its response head (504 after that); also the
     /// longest a client may take to send its request head.
     pub request_timeout: Duration,
-    /// Reads from the store in flight at once, across all requests; more wait their turn.
+    /// The longest a client may take nothing of a response it is sent before its connection
+    /// is closed: a client that stops reading cannot keep a response (and what it holds) for
+    /// longer.
+    pub write_timeout: Duration,
+    /// Reads from the store in flight at once, across all requests; more wait their turn. A
+    /// read holds its slot while it runs, never while a client takes the bytes.
     pub max_upstream: usize,
     /// On shutdown, how long requests in flight get to finish before their connections close.
     pub drain_timeout: Duration,
@@ -85,6 +92,7 @@ impl Default for ServeOptions {
             cache_control: "public, max-age=300".into(),
             reload_every: None,
             request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_upstream: 64,
             drain_timeout: Duration::from_secs(30),
             max_page: 1000,
@@ -219,14 +227,17 @@ impl Server {
                         // Small responses: send them now rather than wait for more to coalesce.
                         let _ = stream.set_nodelay(true);
                         let timeout = state.options.request_timeout;
-                        let state = state.clone();
+                        let handler_state = state.clone();
                         let service = hyper::service::service_fn(move |req| {
-                            handler::handle(state.clone(), req, peer)
+                            handler::handle(handler_state.clone(), req, peer)
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
                             .header_read_timeout(timeout)
-                            .serve_connection(TokioIo::new(stream), service);
+                            .serve_connection(
+                                TokioIo::new(WriteTimeout::new(stream, state.options.write_timeout)),
+                                service,
+                            );
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {

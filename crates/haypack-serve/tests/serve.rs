@@ -559,6 +559,50 @@ async fn upstream_reads_are_bounded_and_slow_ones_time_out() {
     server.stop().await;
 }
 
+/// A client that asks for `path` and takes only the first line of the answer (so the server
+/// surely started it), then nothing more: its receive buffer is as small as the system allows,
+/// so the server's writes stall at once.
+async fn stalled_client(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: haypack\r\n\r\n").as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_hold_no_upstream_slot_and_starve_no_one() {
+    let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    tree(src.path());
+    let big = noise(20 << 20, 9);
+    std::fs::write(src.path().join("big.bin"), &big).unwrap();
+    pack(src.path(), Arc::new(LocalStore::new(dest.path())), Compression::default(), false).await;
+    // Far fewer upstream slots than stalled clients: each one holding a slot would leave none.
+    let options = ServeOptions { max_upstream: 4, ..ServeOptions::default() };
+    let server = start(Arc::new(LocalStore::new(dest.path())), options).await;
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        stalled.push(stalled_client(addr, "/big.bin").await);
+    }
+    let requests = (0..20).map(|i| {
+        let url = server.url.clone();
+        tokio::spawn(async move { curl(&url, &format!("/a/{i:03}.json"), &[]).await.status })
+    });
+    for r in requests.collect::<Vec<_>>() {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let whole = curl(&server.url, "/big.bin", &[]).await;
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == big, "the large record, whole, while 100 others stall on it");
+    drop(stalled);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Garage
 

@@ -45,3 +45,34 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The process's peak resident memory since [`PeakMemory::start`], from Linux's
+/// `/proc/self/status`: tests that bound what a read holds measure it with this. A test binary
+/// that uses it should run one measurement at a time (a lock around each), since the peak is
+/// the whole process's.
+#[derive(Debug)]
+pub struct PeakMemory {
+    base: u64,
+}
+
+impl PeakMemory {
+    /// Resets the peak to the current resident size (`/proc/self/clear_refs`, value 5) and
+    /// remembers that size. `None` where the system does not keep these counts.
+    pub fn start() -> Option<Self> {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        Some(PeakMemory { base: status_bytes("VmRSS")? })
+    }
+
+    /// How far the peak rose above the resident size at the start, in bytes.
+    pub fn grown(&self) -> u64 {
+        status_bytes("VmHWM").unwrap_or(0).saturating_sub(self.base)
+    }
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    let kib: u64 = line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}

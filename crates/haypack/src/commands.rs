@@ -101,12 +101,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export { archive, prefix, output } => export(ctx, &archive, &prefix, output.as_deref()).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
-        Command::Serve { archive, listen, cache_control, reload_every, timeout, max_upstream } => {
+        Command::Serve { archive, listen, cache_control, reload_every, timeout, write_timeout, max_upstream } => {
             let options = haypack_serve::ServeOptions {
                 listen,
                 cache_control,
                 reload_every,
                 request_timeout: timeout,
+                write_timeout,
                 max_upstream,
                 ..Default::default()
             };

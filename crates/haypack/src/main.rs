@@ -318,7 +318,12 @@ enum Command {
         /// The longest a request may take before its response starts (then 504).
         #[arg(long, default_value = "30s", value_parser = commands::parse_duration)]
         timeout: std::time::Duration,
-        /// Reads from the archive's store in flight at once, across all requests.
+        /// The longest a client may take nothing of its response before its connection is
+        /// closed, so that a stalled client cannot keep a response's memory.
+        #[arg(long, default_value = "30s", value_parser = commands::parse_duration)]
+        write_timeout: std::time::Duration,
+        /// Reads from the archive's store in flight at once, across all requests (a read holds
+        /// its slot while it runs, not while a client takes the bytes).
         #[arg(long, default_value_t = 64)]
         max_upstream: usize,
     },
