@@ -224,6 +224,10 @@ enum Command {
         /// Only keys starting with this.
         #[arg(default_value = "")]
         prefix: String,
+        /// Restore setuid, setgid and sticky bits as the archive records them (by default they
+        /// are cleared: an archive from someone else should not plant a setuid program).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Read everything and check every checksum and structure; exit 1 if anything is wrong.
     Verify {
@@ -294,12 +298,14 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Print the chain once: skip a cause whose text the line above already quotes.
+            // Keys (and paths made of them) may hold control characters: escaped on a terminal.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut shown = e.to_string();
-            eprintln!("haypack: error: {shown}");
+            eprintln!("haypack: error: {}", commands::for_terminal(&shown, terminal));
             for cause in e.chain().skip(1) {
                 let text = cause.to_string();
                 if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
+                    eprintln!("  caused by: {}", commands::for_terminal(&text, terminal));
                 }
                 shown = text;
             }
