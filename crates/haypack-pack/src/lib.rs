@@ -583,8 +583,20 @@ fn encode_large(item: &FileItem, compression: Compression) -> Result<(RecordHead
     let temp = tempfile::tempfile().map_err(|source| Error::Temp { path: item.path.clone(), source })?;
     let out = std::io::BufWriter::with_capacity(1 << 20, temp);
     let mut enc = ContentEncoder::new(container, codec, compression.level, None, out)?;
-    enc.write_all(&sample).map_err(|source| Error::Temp { path: item.path.clone(), source })?;
-    std::io::copy(&mut file, &mut enc).map_err(unreadable(item))?;
+    let temp_err = |source| Error::Temp { path: item.path.clone(), source };
+    enc.write_all(&sample).map_err(temp_err)?;
+    // Reads and writes apart: a full disk under the temporary file is not an unreadable source
+    // (which `--skip-unreadable` would pass over).
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(unreadable(item)(e)),
+        };
+        enc.write_all(&buf[..n]).map_err(temp_err)?;
+    }
     let (out, summary) = enc.finish()?;
     let temp = out.into_inner().map_err(|e| Error::Temp { path: item.path.clone(), source: e.into_error() })?;
     let meta = meta_of(item);

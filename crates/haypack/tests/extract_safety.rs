@@ -218,3 +218,26 @@ fn ls_writes_keys_as_they_are_to_a_pipe() {
     let out = haypack().args(["ls", "--json"]).arg(&arch).output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains(r#""key":"red\u001b[31m\rnot red""#));
 }
+
+#[test]
+fn a_full_temporary_directory_while_packing_is_not_an_unreadable_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // Above the 8 MiB a file is read whole: this one streams through a temporary file.
+    write(&src, &[("big.bin", &haypack_testkit::noise(9 << 20, 3)), ("small.txt", b"small")]);
+    let Some(disk) = Tmpfs::mount(1024) else { return };
+    // Not skipped as unreadable: the run stops, and says why.
+    haypack()
+        .args(["pack", "--skip-unreadable"])
+        .arg(&src)
+        .arg(tmp.path().join("arch"))
+        .env("TMPDIR", &disk.0)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "temporary file for {}: No space left on device",
+            src.join("big.bin").display()
+        )))
+        .stderr(predicate::str::contains("cannot read").not());
+    assert!(!tmp.path().join("arch/manifest.json").exists());
+}
