@@ -156,8 +156,10 @@ enum Command {
         json: bool,
     },
     /// Delete retired objects (packs replaced by `compact`, a replaced archive's objects) once the
-    /// grace period has passed, and objects no generation names (left by interrupted writers)
-    /// older than it. Readers that opened a generation less than GRACE ago keep working.
+    /// grace period has passed. Objects no generation names (left by interrupted writers) older
+    /// than it are retired first, and go once retired for GRACE (with 0s, in the same run); a
+    /// writer never commits an object gc retired. Readers that opened a generation less than
+    /// GRACE ago keep working.
     Gc {
         /// The archive.
         archive: String,
