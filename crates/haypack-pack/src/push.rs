@@ -50,12 +50,14 @@ pub async fn push(
 ) -> Result<PushReport> {
     let manifest_bytes = src.get(MANIFEST_NAME).await?;
     let manifest = Manifest::parse(&manifest_bytes)?;
+    let mut base = None;
     let mode = match dst.get(MANIFEST_NAME).await {
         Ok(existing) if existing == manifest_bytes => {
             return Ok(PushReport { up_to_date: true, ..PushReport::default() });
         }
         Ok(existing) => {
-            let generation = Manifest::parse(&existing).map(|m| m.generation).unwrap_or(0);
+            base = Manifest::parse(&existing).ok();
+            let generation = base.as_ref().map_or(0, |m| m.generation);
             if !opts.force {
                 return Err(Error::ArchiveExists { dest: dst.describe(), generation });
             }
@@ -92,6 +94,14 @@ pub async fn push(
         let (name, size) = done.expect("copies do not panic")?;
         report.bytes_sent += size;
         report.sent.push(name);
+    }
+    if let Some(base) = &base {
+        // Over an archive a `gc` may be collecting (objects found there may be retired, and
+        // going): see `update::check_objects`.
+        let names: Vec<(&str, u64)> = (manifest.packs.iter().map(|p| (p.name.as_str(), p.size)))
+            .chain(manifest.index.objects.iter().map(|o| (o.name.as_str(), o.size)))
+            .collect();
+        crate::update::check_objects(&*dst, base, &names).await?;
     }
     dst.put(MANIFEST_NAME, manifest_bytes, mode).await?;
     report.sent.push(MANIFEST_NAME.to_owned());

@@ -59,6 +59,27 @@ pub enum Error {
         /// Why it is unsafe.
         reason: &'static str,
     },
+    /// Two keys of the archive need one path to be a file and a directory at once.
+    #[error(
+        "refusing to extract {under:?}: {file:?} is a record too, so it cannot also be a directory; nothing was extracted (extract one of them into another directory, with a prefix)"
+    )]
+    KeyClash {
+        /// The key that would be a file.
+        file: String,
+        /// A key below it.
+        under: String,
+    },
+    /// Something in the target directory stands in the way: a file or a symbolic link where a
+    /// directory is needed (never written through), or a directory where a file goes.
+    #[error("refusing to write {path}: {reason}; {}", match .extracted { 0 => "nothing was extracted".to_owned(), n => format!("{n} file(s) were extracted before this") })]
+    UnsafeTarget {
+        /// The path in the way.
+        path: PathBuf,
+        /// What is there.
+        reason: &'static str,
+        /// Files extracted before this one.
+        extracted: u64,
+    },
     /// A local file could not be written during extraction.
     #[error("{op} {path}: {source}")]
     Io {

@@ -49,7 +49,7 @@ pub use crate::batch::plan_counts;
 pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
 pub use crate::export::ExportReport;
-pub use crate::extract::{ExtractReport, safe_path};
+pub use crate::extract::{ExtractOptions, ExtractReport, safe_path};
 pub use crate::page::Page;
 pub use crate::record::{Record, Want};
 pub use crate::verify::VerifyReport;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Entry, Segment};
 use haypack_pack::{CompactOptions, DictChoice, Duplicates, Format, PackOptions, PushOptions, Writer};
-use haypack_read::Archive;
+use haypack_read::{Archive, ExtractOptions};
 use haypack_s3::{S3Options, S3Store};
 use haypack_store::{LocalStore, Store};
 
@@ -97,7 +97,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Uploads { archive, abort } => uploads(ctx, &archive, abort).await,
         Command::Get { archive, key, output } => get(ctx, &archive, &key, output.as_deref()).await,
         Command::Ls { archive, prefix, long, json } => ls(ctx, &archive, &prefix, long, json).await,
-        Command::Extract { archive, dir, prefix } => extract(ctx, &archive, &dir, &prefix).await,
+        Command::Extract { archive, dir, prefix, keep_special_bits } => {
+            extract(ctx, &archive, &dir, &prefix, ExtractOptions { keep_special_bits }).await
+        }
         Command::Export { archive, prefix, output } => export(ctx, &archive, &prefix, output.as_deref()).await,
         Command::Verify { archive } => verify(ctx, &archive).await,
         Command::Info { archive, json } => info(ctx, &archive, json).await,
@@ -545,13 +547,22 @@ async fn get(ctx: &Ctx, location: &str, key: &str, output: Option<&Path>) -> Res
         Some(path) => {
             // Write beside the target and rename, so a failed check leaves no file.
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut temp = tempfile::NamedTempFile::new_in(dir)
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("record");
+            let mut temp = haypack_store::create_temp_in(dir, name)
                 .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            let temp_path = temp.path().to_owned();
+            let writing = || format!("writing the temporary file {} (for {})", temp_path.display(), path.display());
             let mut out = std::io::BufWriter::new(temp.as_file_mut());
-            archive.get_to(key, &mut out).await?;
-            out.flush().with_context(|| format!("writing {}", path.display()))?;
+            match archive.get_to(key, &mut out).await {
+                Ok(_) => {}
+                // The record read fine; the file could not take it (a full disk, say).
+                Err(haypack_read::Error::Output(e)) => return Err(anyhow::Error::new(e).context(writing())),
+                Err(e) => return Err(e.into()),
+            }
+            out.flush().with_context(writing)?;
             drop(out);
-            temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+            // A rename: a link at `path` is replaced, never written through.
+            temp.persist(path).with_context(|| format!("renaming {} to {}", temp_path.display(), path.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -574,6 +585,7 @@ impl<W: Write> Write for HoldFlushes<W> {
 async fn ls(ctx: &Ctx, location: &str, prefix: &str, long: bool, json: bool) -> Result<ExitCode> {
     let archive = ctx.open(location).await?;
     let stdout = std::io::stdout();
+    let terminal = std::io::IsTerminal::is_terminal(&stdout);
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed: Option<std::io::Error> = None;
     archive
@@ -581,9 +593,10 @@ async fn ls(ctx: &Ctx, location: &str, prefix: &str, long: bool, json: bool) -> 
             let line = if json {
                 entry_json(e).to_string()
             } else if long {
-                format!("{:04o} {:>12} {} {}", e.mode, e.raw_len, crate::human::utc(e.mtime.secs), e.key)
+                let key = for_terminal(&e.key, terminal);
+                format!("{:04o} {:>12} {} {key}", e.mode, e.raw_len, crate::human::utc(e.mtime.secs))
             } else {
-                e.key.clone()
+                for_terminal(&e.key, terminal).into_owned()
             };
             match writeln!(out, "{line}") {
                 Ok(()) => true,
@@ -601,6 +614,29 @@ async fn ls(ctx: &Ctx, location: &str, prefix: &str, long: bool, json: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `text` as it may be written where a terminal shows it: keys come from archives anyone can
+/// make, and an ESC, a CR or a bidirectional override in one would otherwise drive the terminal
+/// or disguise the line. On a terminal those (every control character, and U+202A–U+202E,
+/// U+2066–U+2069) become `\xNN` or `\u{NNNN}`, and a backslash `\\`, so an escape reads one
+/// way only; anywhere else (a pipe, a file) the text is written as it is, for programs to read.
+pub fn for_terminal(text: &str, terminal: bool) -> std::borrow::Cow<'_, str> {
+    let special =
+        |c: char| c == '\\' || c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !terminal || !text.chars().any(special) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if special(c) && u32::from(c) < 0x100 => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if special(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
 fn entry_json(e: &Entry) -> serde_json::Value {
     serde_json::json!({
         "key": e.key,
@@ -614,7 +650,7 @@ fn entry_json(e: &Entry) -> serde_json::Value {
     })
 }
 
-async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<ExitCode> {
+async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str, options: ExtractOptions) -> Result<ExitCode> {
     let quiet = ctx.quiet;
     let archive = ctx.open(location).await?;
     let bar = Bar::new(quiet, "extracting", "files");
@@ -622,7 +658,7 @@ async fn extract(ctx: &Ctx, location: &str, dir: &Path, prefix: &str) -> Result<
     let total: u64 = entries.iter().map(|e| e.raw_len).sum();
     bar.set_total(total);
     let started = Instant::now();
-    let report = archive.extract_entries(dir, entries, |n| bar.inc(1, n)).await;
+    let report = archive.extract_entries_with(dir, entries, options, |n| bar.inc(1, n)).await;
     bar.finish();
     let report = report.with_context(|| format!("extracting {location} into {}", dir.display()))?;
     if !quiet {
@@ -677,11 +713,12 @@ async fn verify(ctx: &Ctx, location: &str) -> Result<ExitCode> {
     let archive = ctx.open(location).await?;
     let started = Instant::now();
     let report = archive.verify().await?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = std::io::stdout().lock();
     for p in &report.problems {
         // The exit code carries the verdict: a reader that stopped listening (a closed pipe)
         // must neither panic `println!` nor turn a failed check into success.
-        if writeln!(out, "BAD {p}").is_err() {
+        if writeln!(out, "BAD {}", for_terminal(p, terminal)).is_err() {
             break;
         }
     }
@@ -909,4 +946,17 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
         .filter(|&ms| ms > 0)
         .map(std::time::Duration::from_millis)
         .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn keys_are_escaped_for_a_terminal_only() {
+        let key = "a\x1b[2Jb\rc\\d\u{202e}e\u{9b}f é.txt";
+        assert_eq!(for_terminal(key, true), "a\\x1b[2Jb\\x0dc\\\\d\\u{202e}e\\x9bf é.txt");
+        assert_eq!(for_terminal(key, false), key);
+        assert!(matches!(for_terminal("plain/ünïcødé.json", true), std::borrow::Cow::Borrowed(_)));
+    }
 }

@@ -204,8 +204,10 @@ enum Command {
         json: bool,
     },
     /// Delete retired objects (packs replaced by `compact`, a replaced archive's objects) once the
-    /// grace period has passed, and objects no generation names (left by interrupted writers)
-    /// older than it. Readers that opened a generation less than GRACE ago keep working.
+    /// grace period has passed. Objects no generation names (left by interrupted writers) older
+    /// than it are retired first, and go once retired for GRACE (with 0s, in the same run); a
+    /// writer never commits an object gc retired. Readers that opened a generation less than
+    /// GRACE ago keep working.
     Gc {
         /// The archive.
         archive: String,
@@ -272,6 +274,10 @@ enum Command {
         /// Only keys starting with this.
         #[arg(default_value = "")]
         prefix: String,
+        /// Restore setuid, setgid and sticky bits as the archive records them (by default they
+        /// are cleared: an archive from someone else should not plant a setuid program).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Write records as a tar stream (keys in order, each with its mode and mtime), so that
     /// `haypack export A | tar -x` restores what `haypack extract A` does.
@@ -360,12 +366,14 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Print the chain once: skip a cause whose text the line above already quotes.
+            // Keys (and paths made of them) may hold control characters: escaped on a terminal.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut shown = e.to_string();
-            eprintln!("haypack: error: {shown}");
+            eprintln!("haypack: error: {}", commands::for_terminal(&shown, terminal));
             for cause in e.chain().skip(1) {
                 let text = cause.to_string();
                 if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
+                    eprintln!("  caused by: {}", commands::for_terminal(&text, terminal));
                 }
                 shown = text;
             }
