@@ -29,7 +29,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 pub use crate::counting::{Counting, Counts};
-pub use crate::error::{Error, Result};
+pub use crate::error::{AnswerProblem, Error, Result};
 pub use crate::local::LocalStore;
 
 /// How a `put` treats an object that already exists.
