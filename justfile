@@ -20,7 +20,7 @@ lint:
 
 # Fuzz one target for a minute: just fuzz footer
 fuzz target:
-    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time=60
+    cd fuzz && mkdir -p corpus/{{target}} && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time=60
 
 # Run haypack and its peers and rewrite docs/BENCHMARKS.md and docs/img/: `just bench` runs every
 # section, `just bench pack mem` some (see scripts/bench.sh).

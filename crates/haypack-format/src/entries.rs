@@ -6,7 +6,7 @@
 
 use crate::bytes::{Reader, put_bytes, put_varint, put_zigzag};
 use crate::error::{Error, Result, corrupt};
-use crate::header::{Timestamp, check_key, content_type_ref, put_content_type};
+use crate::header::{MAX_KEY_LEN, Timestamp, check_key, content_type_ref, put_content_type};
 
 /// zstd level for index blocks: they are written once and read often, so spend effort on size.
 const BLOCK_LEVEL: i32 = 9;
@@ -126,79 +126,97 @@ impl BlockBuilder {
     }
 }
 
-/// Decodes a block written by [`encode_block`], refusing one that would expand beyond
-/// `max_raw` bytes (the caller's memory bound for untrusted input).
-pub fn decode_block(block: &[u8], max_raw: usize) -> Result<Vec<Entry>> {
-    let raw = decompress(block, max_raw)?;
+/// The most memory an archive index block may take while it is decoded, and so once it is: its
+/// decompressed bytes, plus for each entry `size_of::<Entry>()`, its key and its content type.
+///
+/// The packer cuts blocks at 256 KiB of keys plus 24 bytes per entry (`INDEX_BLOCK_TARGET` in
+/// haypack-pack; a rewritten block may pass it by two entries), which decode to at most about
+/// 2 MiB: short keys make the most entries, ~10,000 of ~100 bytes each, besides ~60 bytes each
+/// of decompressed columns. The limit leaves four times that, for long content types, and
+/// refuses a forged block whose few kilobytes of front-coded keys stand for gigabytes.
+pub const MAX_BLOCK_DECODED: usize = 8 << 20;
+
+/// Decodes a block written by [`encode_block`], holding at most `limit` bytes while doing so
+/// (see [`MAX_BLOCK_DECODED`]): a block that would take more is [`Error::TooLarge`], found
+/// before its entries are built.
+pub fn decode_block(block: &[u8], limit: usize) -> Result<Vec<Entry>> {
+    let mut tally = Tally { used: 0, limit };
+    let raw = decompress(block, &mut tally)?;
     let mut r = Reader::new(&raw, "index block");
     let count = read_count(&mut r, raw.len())?;
-    let mut keys: Vec<String> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let shared = r.varint()? as usize;
-        let suffix = r.bytes()?;
-        let prev = keys.last().map_or(&b""[..], |k| k.as_bytes());
-        if shared > prev.len() {
-            return Err(corrupt("index block", "key shares more bytes than the previous key has"));
-        }
-        let mut key = Vec::with_capacity(shared + suffix.len());
-        key.extend_from_slice(&prev[..shared]);
-        key.extend_from_slice(suffix);
-        let key = String::from_utf8(key).map_err(|_| corrupt("index block", "key is not UTF-8"))?;
-        check_key(&key).map_err(|e| corrupt("index block", e.to_string()))?;
-        if keys.last().is_some_and(|p| *p >= key) {
+    tally.add(count.saturating_mul(size_of::<Entry>()), || format!("{count} entries"))?;
+    let mut entries: Vec<Entry> = Vec::with_capacity(count);
+    let mut keys = KeyCursor::default();
+    for i in 0..count {
+        let key = keys.next(&mut r)?;
+        tally.add(key.len(), || format!("the keys of its first {} entries", i + 1))?;
+        let key = std::str::from_utf8(key).map_err(|_| corrupt("index block", "key is not UTF-8"))?;
+        if entries.last().is_some_and(|p| p.key.as_str() >= key) {
             return Err(corrupt("index block", format!("keys out of order at {key:?}")));
         }
-        keys.push(key);
+        entries.push(Entry { key: key.to_owned(), ..Entry::default() });
     }
-    let numbers = Numbers::read(&mut r, count)?;
-    let mut entries = Vec::with_capacity(count);
-    for (i, key) in keys.into_iter().enumerate() {
-        let content_type = content_type_ref(&mut r)?.map(str::to_owned);
-        entries.push(Entry { key, content_type, ..numbers.entry(i) });
+    let mut rows = Columns::new(&mut r, count)?;
+    for (i, e) in entries.iter_mut().enumerate() {
+        let row = rows.next()?;
+        if let Some(t) = row.content_type {
+            tally.add(t.len(), || format!("the content types of its first {} entries", i + 1))?;
+        }
+        row.fill(e);
     }
-    r.finish()?;
     Ok(entries)
 }
 
 /// Finds `key`'s entry in a block written by [`encode_block`] without building the others: the
 /// keys are compared as they are decoded, and only the found entry gets strings of its own. A
-/// lookup in a block that is not kept decoded costs this, not a whole [`decode_block`].
-pub fn find_in_block(block: &[u8], max_raw: usize, key: &str) -> Result<Option<Entry>> {
-    let raw = decompress(block, max_raw)?;
+/// lookup in a block that is not kept decoded costs this, not a whole [`decode_block`]; it
+/// holds the block's decompressed bytes (at most `limit`) and one key.
+pub fn find_in_block(block: &[u8], limit: usize, key: &str) -> Result<Option<Entry>> {
+    let raw = decompress(block, &mut Tally { used: 0, limit })?;
     let mut r = Reader::new(&raw, "index block");
     let count = read_count(&mut r, raw.len())?;
-    let mut current: Vec<u8> = Vec::with_capacity(key.len() + 64);
+    let mut keys = KeyCursor::default();
     let mut found = None;
     for i in 0..count {
-        let shared = r.varint()? as usize;
-        let suffix = r.bytes()?;
-        if shared > current.len() {
-            return Err(corrupt("index block", "key shares more bytes than the previous key has"));
-        }
-        current.truncate(shared);
-        current.extend_from_slice(suffix);
+        let current = keys.next(&mut r)?;
         if found.is_none() && current == key.as_bytes() {
             found = Some(i);
         }
     }
     let Some(at) = found else { return Ok(None) };
-    let numbers = Numbers::read(&mut r, count)?;
-    let mut content_type = None;
-    for _ in 0..=at {
-        content_type = content_type_ref(&mut r)?;
+    let mut rows = Columns::new(&mut r, count)?;
+    for _ in 0..at {
+        rows.next()?;
     }
-    Ok(Some(Entry { key: key.to_owned(), content_type: content_type.map(str::to_owned), ..numbers.entry(at) }))
+    let mut entry = Entry { key: key.to_owned(), ..Entry::default() };
+    rows.next()?.fill(&mut entry);
+    Ok(Some(entry))
 }
 
-/// A block's bytes before compression, refusing more than `max_raw` of them.
-fn decompress(block: &[u8], max_raw: usize) -> Result<Vec<u8>> {
+/// What decoding a block holds so far, against the caller's limit.
+struct Tally {
+    used: usize,
+    limit: usize,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: usize, detail: impl FnOnce() -> String) -> Result<()> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.limit {
+            return Err(Error::TooLarge { what: "index block", limit: self.limit as u64, detail: detail() });
+        }
+        Ok(())
+    }
+}
+
+/// A block's bytes before compression, counted against the tally before they are allocated.
+fn decompress(block: &[u8], tally: &mut Tally) -> Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(block)
         .map_err(|_| corrupt("index block", "not a zstd frame"))?
         .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
-    if size > max_raw as u64 {
-        return Err(corrupt("index block", format!("expands to {size} bytes, over the {max_raw}-byte limit")));
-    }
-    zstd::bulk::decompress(block, size as usize).map_err(|e| corrupt("index block", e.to_string()))
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    tally.add(size, || format!("{size} bytes decompressed"))?;
+    zstd::bulk::decompress(block, size).map_err(|e| corrupt("index block", e.to_string()))
 }
 
 /// The entry count of a block of `len` bytes, bounded by that size.
@@ -211,53 +229,117 @@ fn read_count(r: &mut Reader<'_>, len: usize) -> Result<usize> {
     Ok(count as usize)
 }
 
-/// The columns of numbers that follow a block's keys, decoded (offsets made absolute again).
-struct Numbers {
-    packs: Vec<u32>,
-    offsets: Vec<u64>,
-    lens: Vec<u64>,
-    raw_lens: Vec<u64>,
-    mtimes: Vec<Timestamp>,
-    modes: Vec<u32>,
+/// The key column, decoded one key at a time into one buffer: never longer than
+/// [`MAX_KEY_LEN`], however the front coding is forged.
+#[derive(Default)]
+struct KeyCursor {
+    current: Vec<u8>,
 }
 
-impl Numbers {
-    fn read(r: &mut Reader<'_>, count: usize) -> Result<Self> {
-        let packs = (0..count).map(|_| r.varint_u32()).collect::<Result<Vec<_>>>()?;
-        let deltas = (0..count).map(|_| r.zigzag()).collect::<Result<Vec<_>>>()?;
-        let lens = (0..count).map(|_| r.varint()).collect::<Result<Vec<_>>>()?;
-        let mut offsets = Vec::with_capacity(count);
-        let mut next: Option<(u32, u64)> = None;
-        for ((&pack, delta), &len) in packs.iter().zip(deltas).zip(&lens) {
-            let expected = next.filter(|(p, _)| *p == pack).map_or(0, |(_, o)| o);
-            let offset = expected.wrapping_add(delta as u64);
-            offsets.push(offset);
-            next = Some((pack, offset.wrapping_add(len)));
+impl KeyCursor {
+    fn next(&mut self, r: &mut Reader<'_>) -> Result<&[u8]> {
+        let shared = r.varint()?;
+        let suffix = r.bytes()?;
+        if shared > self.current.len() as u64 {
+            return Err(corrupt("index block", "key shares more bytes than the previous key has"));
         }
-        let raw_lens = (0..count).map(|_| r.varint()).collect::<Result<Vec<_>>>()?;
-        let mut mtimes = Vec::with_capacity(count);
-        let mut prev_secs = 0;
-        for _ in 0..count {
-            let t = Timestamp::decode(r, prev_secs)?;
-            prev_secs = t.secs;
-            mtimes.push(t);
+        let len = shared as usize + suffix.len();
+        if len == 0 || len > MAX_KEY_LEN {
+            return Err(corrupt("index block", format!("a key of {len} bytes; keys are 1 to {MAX_KEY_LEN}")));
         }
-        let modes = (0..count).map(|_| r.varint_u32()).collect::<Result<Vec<_>>>()?;
-        Ok(Numbers { packs, offsets, lens, raw_lens, mtimes, modes })
+        self.current.truncate(shared as usize);
+        self.current.extend_from_slice(suffix);
+        Ok(&self.current)
+    }
+}
+
+/// The columns that follow a block's keys, each a cursor at its next value: entry i is the i-th
+/// value of every column, read in step. Building it checks every value and that nothing
+/// follows, so a block is refused whole or not at all, whichever entries a caller reads.
+struct Columns<'a> {
+    packs: Reader<'a>,
+    offsets: Reader<'a>,
+    lens: Reader<'a>,
+    raw_lens: Reader<'a>,
+    mtimes: Reader<'a>,
+    modes: Reader<'a>,
+    types: Reader<'a>,
+    /// Where the next record would start if it followed the last one in the same pack.
+    next: Option<(u32, u64)>,
+    prev_secs: i64,
+}
+
+/// One entry's fields besides its key, borrowed from the block.
+struct Row<'a> {
+    pack: u32,
+    offset: u64,
+    len: u64,
+    raw_len: u64,
+    mtime: Timestamp,
+    mode: u32,
+    content_type: Option<&'a str>,
+}
+
+impl Row<'_> {
+    fn fill(self, e: &mut Entry) {
+        e.pack = self.pack;
+        e.offset = self.offset;
+        e.len = self.len;
+        e.raw_len = self.raw_len;
+        e.mtime = self.mtime;
+        e.mode = self.mode;
+        e.content_type = self.content_type.map(str::to_owned);
+    }
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `count` entries from `r`, which must end with them.
+    fn new(r: &mut Reader<'a>, count: usize) -> Result<Self> {
+        fn column<'a>(
+            r: &mut Reader<'a>,
+            count: usize,
+            mut skip: impl FnMut(&mut Reader<'a>) -> Result<()>,
+        ) -> Result<Reader<'a>> {
+            let start = r.clone();
+            for _ in 0..count {
+                skip(r)?;
+            }
+            Ok(start)
+        }
+        let packs = column(r, count, |r| r.varint_u32().map(drop))?;
+        let offsets = column(r, count, |r| r.zigzag().map(drop))?;
+        let lens = column(r, count, |r| r.varint().map(drop))?;
+        let raw_lens = column(r, count, |r| r.varint().map(drop))?;
+        let mut secs = 0;
+        let mtimes = column(r, count, |r| {
+            secs = Timestamp::decode(r, secs)?.secs;
+            Ok(())
+        })?;
+        let modes = column(r, count, |r| r.varint_u32().map(drop))?;
+        let types = column(r, count, |r| content_type_ref(r).map(drop))?;
+        r.finish()?;
+        Ok(Columns { packs, offsets, lens, raw_lens, mtimes, modes, types, next: None, prev_secs: 0 })
     }
 
-    /// Entry `i` without its key and content type.
-    fn entry(&self, i: usize) -> Entry {
-        Entry {
-            key: String::new(),
-            pack: self.packs[i],
-            offset: self.offsets[i],
-            len: self.lens[i],
-            raw_len: self.raw_lens[i],
-            mtime: self.mtimes[i],
-            mode: self.modes[i],
-            content_type: None,
-        }
+    /// The next entry's fields (offsets made absolute again).
+    fn next(&mut self) -> Result<Row<'a>> {
+        let pack = self.packs.varint_u32()?;
+        let len = self.lens.varint()?;
+        let expected = self.next.filter(|(p, _)| *p == pack).map_or(0, |(_, o)| o);
+        // Wrapping, as the writer subtracted: the reader checks every offset against its pack.
+        let offset = expected.wrapping_add(self.offsets.zigzag()? as u64);
+        self.next = Some((pack, offset.wrapping_add(len)));
+        let mtime = Timestamp::decode(&mut self.mtimes, self.prev_secs)?;
+        self.prev_secs = mtime.secs;
+        Ok(Row {
+            pack,
+            offset,
+            len,
+            raw_len: self.raw_lens.varint()?,
+            mtime,
+            mode: self.modes.varint_u32()?,
+            content_type: content_type_ref(&mut self.types)?,
+        })
     }
 }
 
@@ -343,7 +425,7 @@ mod tests {
     #[test]
     fn oversized_and_foreign_blocks_are_refused() {
         let block = encode_block(&[entry("a", 0, 0, 1)]).unwrap();
-        assert!(matches!(decode_block(&block, 4), Err(Error::Corrupt { .. })));
+        assert!(matches!(decode_block(&block, 4), Err(Error::TooLarge { .. })));
         assert!(matches!(decode_block(b"not zstd", 1 << 20), Err(Error::Corrupt { .. })));
     }
 

@@ -45,6 +45,20 @@ pub enum Error {
         /// The checksum of the bytes actually present.
         found: u32,
     },
+    /// A structure that would take more memory once decoded than any haypack writer makes it
+    /// take (front-coded keys let a few bytes stand for kilobytes): corrupt or hostile, refused
+    /// before it is built.
+    #[error(
+        "{what} would take more than {limit} bytes once decoded ({detail}): it is corrupt or was not written by haypack; run `haypack verify`"
+    )]
+    TooLarge {
+        /// The structure being decoded.
+        what: &'static str,
+        /// The most it may take, in bytes.
+        limit: u64,
+        /// How far it got.
+        detail: String,
+    },
     /// The bytes are haypack's but inconsistent (a field out of range, lengths that disagree).
     #[error("corrupt {what}: {detail}")]
     Corrupt {

@@ -13,6 +13,13 @@ pub const PACK_VERSION: u16 = 1;
 pub const FOOTER_LEN: usize = 44;
 /// Bytes to read from a pack's end to be sure to hold its footer, in either container.
 pub const FOOTER_TAIL: usize = 70;
+/// Fewer bytes than any record takes: 8 of framing, a header of at least 15 (a one-byte key, every
+/// number one byte, the CRC four) and the content's own framing. Records tile a pack up to its
+/// index, so a footer counting more records than this allows is corrupt.
+const MIN_RECORD_LEN: u64 = 24;
+/// The most a pack index's columns take per record besides key and content type, decompressed:
+/// a pack id, an offset, three lengths, a time and a mode, each a varint of at most 10 bytes.
+const MAX_COLUMNS_PER_RECORD: u64 = 80;
 
 /// What a pack's footer records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +106,9 @@ impl Footer {
         if stated != container {
             return Err(corrupt("pack footer", "container byte disagrees with the footer's framing"));
         }
-        let footer_start = pack_len - (tail.len() - frame_start) as u64;
+        let Some(footer_start) = pack_len.checked_sub((tail.len() - frame_start) as u64) else {
+            return Err(corrupt("pack footer", format!("{} bytes of tail, but the pack has {pack_len}", tail.len())));
+        };
         if footer.index_offset.checked_add(footer.index_len) != Some(footer_start) {
             return Err(corrupt(
                 "pack footer",
@@ -109,7 +118,25 @@ impl Footer {
                 ),
             ));
         }
+        if footer.records.checked_mul(MIN_RECORD_LEN).is_none_or(|least| least > footer.index_offset) {
+            return Err(corrupt(
+                "pack footer",
+                format!("{} records cannot fit in the {} bytes before the index", footer.records, footer.index_offset),
+            ));
+        }
         Ok(footer)
+    }
+
+    /// The most the pack's own index may take while [`crate::decode_block`] decodes it. Each
+    /// record holds its key and content type in its header, so those add up to at most the
+    /// bytes before the index; each entry adds its `Entry` and at most
+    /// [`MAX_COLUMNS_PER_RECORD`] decompressed bytes. A footer that decoded bounds the records
+    /// by those bytes too, so the limit is a small multiple of what the pack really holds,
+    /// however its index is forged.
+    pub fn index_limit(&self) -> usize {
+        let per_record = size_of::<crate::Entry>() as u64 + MAX_COLUMNS_PER_RECORD;
+        let limit = self.index_offset.saturating_mul(2).saturating_add(self.records.saturating_mul(per_record));
+        usize::try_from(limit).unwrap_or(usize::MAX)
     }
 
     /// The length of the framed footer in this footer's container.
@@ -163,6 +190,31 @@ mod tests {
         assert!(matches!(Footer::decode(b"tiny", 4), Err(Error::NotHaypack { .. })));
         let truncated = &pack[..pack.len() - 1];
         assert!(matches!(Footer::decode(&tail(truncated), len - 1), Err(Error::NotHaypack { .. })));
+    }
+
+    #[test]
+    fn numbers_a_footer_cannot_hold_are_corrupt() {
+        // More records than the bytes before the index can hold: an index decoded by that count
+        // would be sized by a number, not by bytes.
+        let f = Footer { records: 1000 / MIN_RECORD_LEN + 1, ..footer(Container::Zstd) };
+        let mut pack = vec![0u8; 1234];
+        pack.extend(f.encode());
+        let tail = &pack[pack.len() - FOOTER_TAIL..];
+        assert!(matches!(Footer::decode(tail, pack.len() as u64), Err(Error::Corrupt { .. })));
+        let f = Footer { records: u64::MAX, ..footer(Container::Gzip) };
+        assert!(matches!(Footer::decode(&f.encode(), 1234 + f.framed_len()), Err(Error::Corrupt { .. })));
+        // A tail longer than the pack it is said to end.
+        let f = footer(Container::Zstd);
+        assert!(matches!(Footer::decode(&f.encode(), 10), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn the_index_limit_grows_with_the_pack_not_with_its_claims() {
+        let small = footer(Container::Zstd);
+        let limit = small.index_limit();
+        assert!((1000..8 << 10).contains(&limit), "{limit}");
+        let huge = Footer { records: u64::MAX, index_offset: u64::MAX, ..small };
+        assert_eq!(huge.index_limit(), usize::MAX);
     }
 
     #[test]

@@ -191,8 +191,8 @@ impl Container {
     /// The length of a record's content when stored without compression.
     pub fn stored_len(self, raw_len: u64) -> u64 {
         match self {
-            Container::Zstd => 6 + 3 * raw_len.div_ceil(ZSTD_RAW_BLOCK).max(1) + raw_len,
-            Container::Gzip => 5 * raw_len.div_ceil(DEFLATE_STORED_BLOCK).max(1) + raw_len,
+            Container::Zstd => (6 + 3 * raw_len.div_ceil(ZSTD_RAW_BLOCK).max(1)).saturating_add(raw_len),
+            Container::Gzip => (5 * raw_len.div_ceil(DEFLATE_STORED_BLOCK).max(1)).saturating_add(raw_len),
         }
     }
 }

@@ -42,7 +42,7 @@ pub use crate::codec::{
 };
 pub use crate::decode::{Budget, RecordDecoder, decode_content, decode_record};
 pub use crate::dict::{DEFAULT_DICTIONARY, Dictionary, MAX_DICTIONARY};
-pub use crate::entries::{BlockBuilder, Entry, decode_block, encode_block, find_in_block};
+pub use crate::entries::{BlockBuilder, Entry, MAX_BLOCK_DECODED, decode_block, encode_block, find_in_block};
 pub use crate::error::{Error, Result};
 pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};
 pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};

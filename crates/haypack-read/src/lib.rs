@@ -61,9 +61,9 @@ const BLOCK_CACHE: usize = 32;
 /// block that fell out of the decoded cache is decoded again (about a millisecond) instead of
 /// read again (a round trip to the store).
 const RAW_BLOCK_BUDGET: usize = 64 << 20;
-/// The largest an index block may expand to: blocks target 256 KiB, so this only stops a
-/// corrupt or hostile size field from allocating gigabytes.
-const MAX_BLOCK_RAW: usize = 64 << 20;
+/// The most an archive index block may take decoded, its keys included: what the packer's
+/// blocks can take, with room to spare, so a forged block cannot make a lookup allocate more.
+const MAX_BLOCK_RAW: usize = haypack_format::MAX_BLOCK_DECODED;
 /// The least a chunked read asks for at once: the first chunk must hold the record's header,
 /// which takes at most 80 KiB.
 const MIN_CHUNK: u64 = 256 << 10;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
-use haypack_format::{Budget, Entry, FOOTER_TAIL, Footer, MAX_KEY_LEN, Meta, PackRef, decode_block};
+use haypack_format::{Budget, Entry, FOOTER_TAIL, Footer, Meta, PackRef, decode_block};
 
 use crate::chunked::Chunked;
 use crate::{Archive, Result, decode_whole};
@@ -121,14 +121,9 @@ impl Archive {
         if crc != footer.index_crc32c {
             return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
         }
-        // A pack index holds at most a key and a few numbers per record, and a zstd frame
-        // expands at most 32,768 times: a claimed size beyond either is corrupt, and must not be
-        // allocated.
-        let bound = (footer.records as usize)
-            .saturating_mul(MAX_KEY_LEN + 64)
-            .min(payload.len().saturating_mul(32 << 10))
-            .min(1 << 30);
-        let mut entries = decode_block(&payload, bound).map_err(at)?;
+        // A pack index holds at most a key and a few numbers per record: a claimed size beyond
+        // that is corrupt, and must not be allocated.
+        let mut entries = decode_block(&payload, footer.index_limit()).map_err(at)?;
         let own = entries.iter().map(|e| (fingerprint(e), e.len)).collect();
         if entries.len() as u64 != footer.records {
             return Err(format!("pack index lists {} records, footer says {}", entries.len(), footer.records));
@@ -145,6 +140,9 @@ impl Archive {
             if e.offset != pos {
                 return Err(format!("record {:?} starts at {}, expected {pos}", e.key, e.offset));
             }
+            if e.len > footer.index_offset.saturating_sub(pos) {
+                return Err(format!("record {:?} at offset {} runs past the pack index", e.key, e.offset));
+            }
             if e.len > CHUNK {
                 crc = self.verify_large(pack, e, crc).await?;
                 pos += e.len;
@@ -153,7 +151,7 @@ impl Archive {
             } else {
                 let mut j = i;
                 let mut end = pos;
-                while j < entries.len() && entries[j].offset == end && end - pos + entries[j].len <= CHUNK {
+                while j < entries.len() && entries[j].offset == end && entries[j].len <= CHUNK - (end - pos) {
                     end += entries[j].len;
                     j += 1;
                 }

@@ -24,11 +24,16 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
 use bytes::Bytes;
-use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, changed, check_name, check_put};
+use haypack_store::{
+    AnswerProblem, Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, changed, check_name, check_put,
+};
 use md5::Digest;
 
 /// The smallest part S3 accepts (except the last).
 pub const MIN_PART_SIZE: usize = 5 << 20;
+/// The room a whole-object read starts with; it grows as the body comes, never by what the
+/// answer announces.
+const WHOLE_CAPACITY: usize = 8 << 20;
 
 /// How to reach and use an S3 endpoint.
 #[derive(Debug, Clone)]
@@ -82,12 +87,10 @@ struct Inner {
 }
 
 impl Inner {
-    /// An empty buffer of at least one part's capacity.
-    fn buffer(&self) -> Vec<u8> {
+    /// An empty buffer of at least `capacity` (a part's size).
+    fn buffer(&self, capacity: usize) -> Vec<u8> {
         let reused = self.buffers.lock().expect("buffer pool lock").pop();
-        reused
-            .filter(|b| b.capacity() >= self.opts.part_size)
-            .unwrap_or_else(|| Vec::with_capacity(self.opts.part_size))
+        reused.filter(|b| b.capacity() >= capacity).unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
     /// Takes back a part's buffer once nothing else holds it.
@@ -283,15 +286,38 @@ impl S3Store {
         Error::Remote { store, op, name: name.to_owned(), detail }
     }
 
-    /// Reads a response body to the end; a connection that breaks mid-body is a remote error.
-    async fn body(&self, name: &str, body: ByteStream) -> Result<Bytes> {
-        let collected = body.collect().await.map_err(|e| Error::Remote {
-            store: self.describe(),
-            op: "reading",
-            name: name.to_owned(),
-            detail: e.to_string(),
-        })?;
-        Ok(collected.into_bytes())
+    fn bad_answer(&self, op: &'static str, name: &str, problem: AnswerProblem) -> Error {
+        Error::BadAnswer { store: self.describe(), op, name: name.to_owned(), problem }
+    }
+
+    /// The length a response announces: refused if it does not say (a body of unknown length
+    /// would be read until it ends, however long that is).
+    fn announced(&self, op: &'static str, name: &str, content_length: Option<i64>) -> Result<u64> {
+        content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| self.bad_answer(op, name, AnswerProblem::NoLength))
+    }
+
+    /// Reads a response body of exactly `expected` bytes and no more: one that runs past is
+    /// refused as soon as it does, one that ends early (or breaks off) when it ends. Starts with
+    /// room for `capacity` bytes, the rest as they come: what is allocated follows what arrives,
+    /// never a number from the answer.
+    async fn body(&self, name: &str, mut body: ByteStream, expected: u64, capacity: usize) -> Result<Bytes> {
+        let mut out = bytes::BytesMut::with_capacity(capacity);
+        let short = |got: usize, cause: String| AnswerProblem::BodyTooShort { expected, got: got as u64, cause };
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    if (out.len() + chunk.len()) as u64 > expected {
+                        return Err(self.bad_answer("reading", name, AnswerProblem::BodyTooLong { expected }));
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(None) if out.len() as u64 == expected => return Ok(out.freeze()),
+                Ok(None) => return Err(self.bad_answer("reading", name, short(out.len(), String::new()))),
+                Err(e) => return Err(self.bad_answer("reading", name, short(out.len(), format!(": {}", causes(&e))))),
+            }
+        }
     }
 
     /// Fails with `Conflict` unless the object's current state allows `mode`. Stores that honour
@@ -321,6 +347,15 @@ fn causes(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// A Content-Range header's `bytes START-LAST/TOTAL` (LAST inclusive; TOTAL `*` if unknown).
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, last) = span.split_once('-')?;
+    let (start, last) = (start.trim().parse().ok()?, last.trim().parse().ok()?);
+    let total = if total.trim() == "*" { None } else { Some(total.trim().parse().ok()?) };
+    (start <= last).then_some((start, last, total))
+}
+
 /// Content-MD5 of a body: S3 rejects the upload if the bytes it got differ.
 fn content_md5(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
@@ -336,7 +371,8 @@ impl Store for S3Store {
         let i = &self.inner;
         let resp = i.client.get_object().bucket(&i.bucket).key(self.key(name)?).send().await;
         let resp = resp.map_err(|e| self.remote("reading", name, e))?;
-        self.body(name, resp.body).await
+        let len = self.announced("reading", name, resp.content_length())?;
+        self.body(name, resp.body, len, usize::try_from(len).unwrap_or(usize::MAX).min(WHOLE_CAPACITY)).await
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
@@ -385,12 +421,38 @@ impl Store for S3Store {
         if let Some(pinned) = version.filter(|v| *v != found) {
             return Err(changed(self, name, pinned, &found));
         }
-        // S3 answers a range reaching past the end with what there is; the total after the
-        // slash in Content-Range tells the object's real size.
-        let total = resp.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
-        let bytes = self.body(name, resp.body).await?;
-        if bytes.len() as u64 != range.end - range.start {
-            return Err(out_of_range(total.unwrap_or(range.start + bytes.len() as u64)));
+        // Everything about the answer is checked before its body is read: a server that ignores
+        // the range sends the whole object, which may be gigabytes.
+        let asked = range.end - range.start;
+        let Some(answered) = resp.content_range() else {
+            let (start, end) = (range.start, range.end);
+            return Err(self.bad_answer("reading", name, AnswerProblem::RangeIgnored { start, end }));
+        };
+        // S3 answers a range reaching past the end with what there is (the object's real size
+        // after the slash); any other start or end is not the range asked for.
+        let (start, last, total) = parse_content_range(answered)
+            .filter(|&(start, last, _)| start == range.start && last < range.end)
+            .ok_or_else(|| {
+                let answered = answered.to_owned();
+                self.bad_answer(
+                    "reading",
+                    name,
+                    AnswerProblem::WrongRange { start: range.start, end: range.end, answered },
+                )
+            })?;
+        let expected = last - start + 1;
+        let len = self.announced("reading", name, resp.content_length())?;
+        if len > expected {
+            return Err(self.bad_answer("reading", name, AnswerProblem::BodyTooLong { expected }));
+        }
+        if len < expected {
+            let problem = AnswerProblem::BodyTooShort { expected, got: len, cause: " (by its Content-Length)".into() };
+            return Err(self.bad_answer("reading", name, problem));
+        }
+        // `expected` is at most what was asked: the caller's number, not the server's.
+        let bytes = self.body(name, resp.body, expected, expected as usize).await?;
+        if expected < asked {
+            return Err(out_of_range(total.unwrap_or(range.start + expected)));
         }
         Ok((bytes, found))
     }
@@ -401,7 +463,7 @@ impl Store for S3Store {
         let resp = resp.map_err(|e| self.remote("inspecting", name, e))?;
         Ok(ObjectMeta {
             name: name.to_owned(),
-            size: resp.content_length().unwrap_or(0).max(0) as u64,
+            size: self.announced("inspecting", name, resp.content_length())?,
             version: resp.e_tag().unwrap_or_default().to_owned(),
             modified: resp.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         })
@@ -486,6 +548,15 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges_parse_or_are_refused() {
+        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, Some(100))));
+        assert_eq!(parse_content_range("bytes 5-5/*"), Some((5, 5, None)));
+        for bad in ["bytes 9-0/100", "bytes=0-9/100", "bytes 0-/100", "bytes -9/100", "bytes 0-9", "items 0-9/1"] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn urls_parse_into_bucket_and_prefix() {

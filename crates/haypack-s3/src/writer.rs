@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use haypack_store::{Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store};
+use haypack_store::{AnswerProblem, Error, Finished, ObjectMeta, ObjectWriter, PutMode, Result, Store};
 use md5::Digest;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -15,8 +15,12 @@ use tokio::task::JoinHandle;
 
 use crate::{MIN_PART_SIZE, S3Store, content_md5};
 
-/// The largest part UploadPartCopy takes.
-const MAX_COPY_PART: u64 = 5 << 30;
+/// The largest part S3 takes, uploaded or copied (UploadPartCopy).
+const MAX_PART: u64 = 5 << 30;
+/// The most parts one multipart upload may have.
+const MAX_PARTS: u32 = 10_000;
+/// Parts written at one part size before it doubles: see [`part_size`].
+const PARTS_PER_SIZE: u32 = 1_000;
 
 /// What a resumable writer found under its name.
 enum Existing {
@@ -45,6 +49,9 @@ pub(crate) struct S3Writer {
     parts: Vec<JoinHandle<Result<CompletedPart>>>,
     slots: Arc<Semaphore>,
     size: u64,
+    /// Parts cut from the stream so far (uploaded, copied, or hashed against an object already
+    /// there): what the part size grows by.
+    parts_cut: u32,
     resumable: bool,
     existing: Existing,
 }
@@ -59,7 +66,7 @@ impl S3Writer {
         })?;
         let slots = Arc::new(Semaphore::new(store.inner.opts.concurrency.max(1)));
         let permit = slots.clone().try_acquire_owned().ok();
-        let buf = store.inner.buffer();
+        let buf = store.inner.buffer(store.inner.opts.part_size);
         Ok(S3Writer {
             store,
             name: name.to_owned(),
@@ -72,6 +79,7 @@ impl S3Writer {
             parts: Vec::new(),
             slots,
             size: 0,
+            parts_cut: 0,
             resumable,
             existing: Existing::Unknown,
         })
@@ -116,7 +124,25 @@ impl S3Writer {
     }
 
     fn part_size(&self) -> usize {
-        self.store.inner.opts.part_size
+        part_size(self.store.inner.opts.part_size, self.parts_cut)
+    }
+
+    /// Refuses an upload that would need more parts than S3 takes, before `more` parts are
+    /// started: they are numbered from `next_part` on.
+    fn check_parts(&self, more: u64) -> Result<()> {
+        let last = u64::from(self.next_part.max(1) as u32) + more - 1;
+        if last <= u64::from(MAX_PARTS) {
+            return Ok(());
+        }
+        Err(Error::TooLarge {
+            store: self.store.describe(),
+            name: self.name.clone(),
+            detail: format!(
+                "would need more than {MAX_PARTS} parts ({} bytes written so far, {more} more parts asked), \
+                 which S3 does not take: nothing more was sent; write smaller objects (a smaller --pack-size)",
+                self.size
+            ),
+        })
     }
 
     /// Starts the multipart upload if it is not yet, and fails now if a part already failed;
@@ -127,7 +153,13 @@ impl S3Writer {
             let req = i.client.create_multipart_upload().bucket(&i.bucket).key(&self.key).send();
             let resp =
                 self.handle.block_on(req).map_err(|e| self.store.remote("starting the upload of", &self.name, e))?;
-            self.upload_id = resp.upload_id().map(str::to_owned);
+            let id = resp.upload_id().filter(|id| !id.is_empty()).ok_or_else(|| Error::BadAnswer {
+                store: self.store.describe(),
+                op: "starting the upload of",
+                name: self.name.clone(),
+                problem: AnswerProblem::NoUploadId,
+            })?;
+            self.upload_id = Some(id.to_owned());
         }
         // A part that already failed fails the object now, not after uploading the rest.
         if let Some(pos) = self.parts.iter().position(|t| t.is_finished()) {
@@ -135,6 +167,7 @@ impl S3Writer {
             let part = self.handle.block_on(done).map_err(|e| self.join_error(e))??;
             self.parts.insert(pos, self.handle.spawn(async move { Ok(part) }));
         }
+        self.check_parts(1)?;
         let number = self.next_part;
         self.next_part += 1;
         Ok((number, self.upload_id.clone().unwrap_or_default()))
@@ -144,6 +177,7 @@ impl S3Writer {
     /// fill the next one in.
     fn send_part(&mut self) -> Result<()> {
         self.look()?;
+        self.parts_cut += 1;
         if let Existing::Present { part_md5s, .. } = &mut self.existing {
             part_md5s.push(md5::Md5::digest(&self.buf).into());
             self.buf.clear();
@@ -173,7 +207,7 @@ impl S3Writer {
             Ok(CompletedPart::builder().set_e_tag(resp.e_tag().map(str::to_owned)).part_number(number).build())
         }));
         self.permit = Some(self.slot());
-        self.buf = self.store.inner.buffer();
+        self.buf = self.store.inner.buffer(self.part_size());
         Ok(())
     }
 
@@ -256,8 +290,10 @@ impl ObjectWriter for S3Writer {
         let source_key = self.store.key(source)?;
         let copy_source = format!("{}/{}", self.store.inner.bucket, url_path(&source_key));
         // A copied part may be up to 5 GiB: cut longer ranges into even parts.
-        let len = range.end - range.start;
-        let count = len.div_ceil(MAX_COPY_PART);
+        let len = range.end.saturating_sub(range.start);
+        let count = len.div_ceil(MAX_PART);
+        self.check_parts(count)?;
+        self.parts_cut = self.parts_cut.saturating_add(count as u32);
         let mut at = range.start;
         for n in 0..count {
             let end = if n + 1 == count { range.end } else { at + len / count };
@@ -317,6 +353,16 @@ impl Drop for S3Writer {
     }
 }
 
+/// The size of the part that follows `cut` parts: `base` for the first 1,000, then doubling every
+/// 1,000 up to S3's 5 GiB. A streaming writer does not know how long its object will be, and S3
+/// takes at most 10,000 parts: growing the parts keeps memory at concurrency × `base` for objects
+/// up to 1,000 parts (8 GB at the default 8 MiB), and still reaches S3's 5 TiB object limit
+/// within 10,000 parts from the 5 MiB minimum (5 MiB × 1,000 × (1 + 2 + … + 512) ≈ 5 TiB).
+fn part_size(base: usize, cut: u32) -> usize {
+    let doublings = (cut / PARTS_PER_SIZE).min(usize::BITS - 1);
+    base.saturating_mul(1 << doublings).min(MAX_PART as usize)
+}
+
 /// A key as the path part of `x-amz-copy-source`: percent-encoded, slashes kept.
 fn url_path(key: &str) -> String {
     key.bytes()
@@ -325,4 +371,21 @@ fn url_path(key: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_the_largest_s3_object_fits_in_10000_of_them() {
+        let base = crate::MIN_PART_SIZE;
+        assert_eq!(part_size(base, 0), base);
+        assert_eq!(part_size(base, 999), base);
+        assert_eq!(part_size(base, 1000), 2 * base);
+        let total: u64 = (0..MAX_PARTS).map(|n| part_size(base, n) as u64).sum();
+        assert!(total >= 5 << 40, "{total}");
+        assert!((0..MAX_PARTS).all(|n| part_size(8 << 20, n) as u64 <= MAX_PART));
+        assert_eq!(part_size(8 << 20, u32::MAX), MAX_PART as usize);
+    }
 }

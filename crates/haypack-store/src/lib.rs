@@ -31,7 +31,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 pub use crate::counting::{Counting, Counts};
-pub use crate::error::{Error, Result};
+pub use crate::error::{AnswerProblem, Error, Result};
 #[cfg(feature = "testing")]
 pub use crate::gate::{Gate, Gated, Op};
 pub use crate::local::{LocalStore, create_temp_in};

@@ -1,0 +1,6 @@
+//! The fuzz targets' checks (see `checks.rs`), as a library the targets and the seed generator
+//! share.
+
+mod checks;
+
+pub use checks::*;
