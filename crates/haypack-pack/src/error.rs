@@ -116,8 +116,8 @@ pub enum Error {
         /// The key.
         key: String,
     },
-    /// A key that could not name a file under a directory.
-    #[error("{key:?} cannot be a key: {why}; keys are relative '/'-separated paths")]
+    /// A key the format cannot hold.
+    #[error("{key:?} cannot be a key: {why}")]
     BadKey {
         /// The key.
         key: String,
@@ -132,9 +132,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The record source failed.
+    /// The record source failed. (Boxed: its errors are large, this enum's others small.)
     #[error(transparent)]
-    Source(#[from] haypack_source::Error),
+    Source(Box<haypack_source::Error>),
     /// A segment written for another archive.
     #[error("segment {token} was written for {written_for}, not {archive}; nothing was committed")]
     ForeignSegment {
@@ -165,6 +165,12 @@ pub enum Error {
     /// Encoding failed, or an existing manifest could not be read.
     #[error(transparent)]
     Format(#[from] haypack_format::Error),
+}
+
+impl From<haypack_source::Error> for Error {
+    fn from(e: haypack_source::Error) -> Self {
+        Error::Source(Box::new(e))
+    }
 }
 
 /// The packer's result type.

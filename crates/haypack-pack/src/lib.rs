@@ -39,8 +39,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use haypack_format::{Compression, Dictionary, IndexRef, MANIFEST_NAME, Manifest};
-pub use haypack_source::{Content, Format, Record, Skipped, Source};
 use haypack_source::SourceOptions;
+pub use haypack_source::{Content, Format, Record, Skipped, Source};
 use haypack_store::{Finished, PutMode, Store};
 
 pub use crate::compact::{CompactOptions, CompactReport, compact};

@@ -21,6 +21,10 @@ fn bytes(key: &str, content: &str) -> Record<'static> {
     record(key, Content::Bytes(content.as_bytes().to_vec()))
 }
 
+fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 /// A reader of `len` bytes of a repeating pattern, whose length the writer is not told.
 struct Pattern {
     left: u64,
@@ -157,9 +161,10 @@ async fn keys_that_could_not_be_paths_are_refused() {
     assert!(matches!(err, Error::BadKey { .. }), "{err}");
 }
 
-/// Writes a segment of `records` into `store`.
-async fn segment(store: &Arc<dyn Store>, records: Vec<Record<'static>>) -> Segment {
-    let (s, _) = written(store, PackOptions::default(), || records).await.segment().await.unwrap();
+/// Writes a segment of the records `records` (key, content) into `store`.
+async fn segment(store: &Arc<dyn Store>, records: Vec<(String, String)>) -> Segment {
+    let make = move || records.iter().map(|(k, v)| bytes(k, v)).collect();
+    let (s, _) = written(store, PackOptions::default(), make).await.segment().await.unwrap();
     // What goes to a file and back.
     Segment::parse(&s.unwrap().to_json()).unwrap()
 }
@@ -172,7 +177,7 @@ async fn segments_of_many_writers_land_in_one_commit_once() {
     let parts = (0..4).map(|w| {
         let store = store.clone();
         tokio::spawn(async move {
-            let records = (0..300).rev().map(|i| bytes(&format!("k{:04}", i * 4 + w), &format!("v{w}-{i}"))).collect();
+            let records = (0..300).rev().map(|i| (format!("k{:04}", i * 4 + w), format!("v{w}-{i}"))).collect();
             segment(&store, records).await
         })
     });
@@ -206,14 +211,14 @@ async fn segments_of_many_writers_land_in_one_commit_once() {
 async fn a_segment_with_a_missing_truncated_or_foreign_object_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = local(tmp.path());
-    let good = segment(&store, vec![bytes("a", "alpha")]).await;
-    let broken = segment(&store, vec![bytes("b", "beta")]).await;
+    let good = segment(&store, kv(&[("a", "alpha")])).await;
+    let broken = segment(&store, kv(&[("b", "beta")])).await;
 
     std::fs::remove_file(tmp.path().join("arch").join(&broken.packs[0].name)).unwrap();
     let err = commit_segments(store.clone(), &[good.clone(), broken], Duplicates::Refuse).await.unwrap_err();
     assert!(matches!(&err, Error::SegmentIncomplete { detail, .. } if detail.contains("is gone")), "{err}");
 
-    let truncated = segment(&store, vec![bytes("c", "gamma")]).await;
+    let truncated = segment(&store, kv(&[("c", "gamma")])).await;
     let pack = tmp.path().join("arch").join(&truncated.packs[0].name);
     let len = std::fs::metadata(&pack).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(len - 1).unwrap();
@@ -235,8 +240,8 @@ async fn a_segment_with_a_missing_truncated_or_foreign_object_is_refused() {
 async fn a_key_in_two_segments_is_refused_or_the_later_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let store = local(tmp.path());
-    let first = segment(&store, vec![bytes("same", "first"), bytes("x", "ex")]).await;
-    let second = segment(&store, vec![bytes("same", "second")]).await;
+    let first = segment(&store, kv(&[("same", "first"), ("x", "ex")])).await;
+    let second = segment(&store, kv(&[("same", "second")])).await;
     let both = [first, second];
     let err = commit_segments(store.clone(), &both, Duplicates::Refuse).await.unwrap_err();
     assert!(matches!(&err, Error::DuplicateKey { key } if key == "same"), "{err}");
@@ -251,9 +256,9 @@ async fn a_key_in_two_segments_is_refused_or_the_later_kept() {
 async fn gc_collects_a_segment_never_committed_and_its_commit_is_then_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = local(tmp.path());
-    let base = segment(&store, vec![bytes("a", "alpha")]).await;
+    let base = segment(&store, kv(&[("a", "alpha")])).await;
     commit_segments(store.clone(), &[base], Duplicates::Refuse).await.unwrap();
-    let left = segment(&store, vec![bytes("b", "beta")]).await;
+    let left = segment(&store, kv(&[("b", "beta")])).await;
     // Younger than the grace period: kept.
     haypack_pack::gc(store.clone(), std::time::Duration::from_secs(3600)).await.unwrap();
     for name in left.object_names() {

@@ -103,7 +103,7 @@ impl Archive {
         let mut e = entry.clone();
         e.mtime = record.header().mtime;
         append_header(tar, &e)?;
-        let mut pieces = Box::pin(record.into_stream());
+        let mut pieces = Box::pin(record.into_stream(None));
         let mut written = 0u64;
         while let Some(piece) = pieces.next().await {
             let piece = piece?;

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use haypack_s3::{MIN_PART_SIZE, S3Options, S3Store};
 use haypack_store::{AnswerProblem, Error, Store};
-use http_body_util::StreamBody;
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody as BoxBody;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 

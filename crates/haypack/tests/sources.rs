@@ -19,7 +19,8 @@ fn haypack() -> Command {
 /// A small tree: nested directories, an empty file, a long name, an executable.
 fn tree(dir: &Path) {
     let long = format!("deep/{}/file.txt", "n".repeat(120));
-    for (key, content) in [("a.txt", "alpha\n"), ("b/c.json", "{\"c\": 1}\n"), ("b/empty", ""), (long.as_str(), "long")] {
+    for (key, content) in [("a.txt", "alpha\n"), ("b/c.json", "{\"c\": 1}\n"), ("b/empty", ""), (long.as_str(), "long")]
+    {
         let path = dir.join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content.repeat(50)).unwrap();
