@@ -231,10 +231,17 @@ fn train(src: &Path, opts: &PackOptions) -> Result<Option<Arc<Dictionary>>> {
 }
 
 /// Writes every record of `src`: a directory, or a stream that `opts.format` names or its bytes
-/// reveal (see [`haypack_source::open`]; `-` is standard input).
+/// reveal (see [`haypack_source::open`]; `-` is standard input), or a single file that is none
+/// of those, as one record under its name.
 pub(crate) fn feed_source(writer: &mut RecordWriter, src: &Path, opts: &PackOptions) -> Result<()> {
     let source_opts = SourceOptions { skip_unreadable: opts.skip_unreadable, follow_symlinks: opts.follow_symlinks };
-    let mut source = haypack_source::open(src, opts.format, &source_opts)?;
+    let mut source = match haypack_source::open(src, opts.format, &source_opts) {
+        // A single file that is no archive is packed as itself, under its name.
+        Err(haypack_source::Error::UnknownFormat { .. }) if opts.format.is_none() && src.is_file() => {
+            Box::new(haypack_source::DirSource::new(src, &source_opts))
+        }
+        source => source?,
+    };
     writer.write_source(&mut *source)
 }
 

@@ -465,7 +465,8 @@ fn encode_large(
         Some(path) => Error::Unreadable { path: path.to_owned(), source },
         None => Error::Content { key: meta.key.clone(), source },
     };
-    let temp_err = |source| Error::Temp { path: meta.key.clone().into(), source };
+    let named: PathBuf = path.map_or_else(|| meta.key.clone().into(), Path::to_owned);
+    let temp_err = |source| Error::Temp { path: named.clone(), source };
     let container = compression.container;
     let mut sample = Vec::with_capacity(1 << 20);
     content.take(1 << 20).read_to_end(&mut sample).map_err(read_err)?;

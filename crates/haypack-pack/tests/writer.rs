@@ -152,12 +152,11 @@ async fn duplicate_keys_are_refused_or_the_last_kept() {
 }
 
 #[tokio::test]
-async fn keys_that_could_not_be_paths_are_refused() {
+async fn a_key_the_format_cannot_hold_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = local(tmp.path());
     let mut w = Writer::open(store, PackOptions::default(), Arc::new(())).await.unwrap();
-    let err =
-        tokio::task::spawn_blocking(move || w.write(bytes("a/../../etc/passwd", "x")).unwrap_err()).await.unwrap();
+    let err = tokio::task::spawn_blocking(move || w.write(bytes("a\0b", "x")).unwrap_err()).await.unwrap();
     assert!(matches!(err, Error::BadKey { .. }), "{err}");
 }
 

@@ -61,7 +61,7 @@ fn zeros(len: u64, cut: Option<u64>, seen: Arc<Seen>) -> Body {
             if cut.is_some_and(|c| at >= c) {
                 return Some((Err(std::io::Error::other("the server broke off")), len));
             }
-            let n = (len - at).min(CHUNK as u64);
+            let n = (len - at).min(CHUNK as u64).min(cut.map_or(u64::MAX, |c| c - at));
             seen.sent.fetch_add(n, Ordering::Relaxed);
             Some((Ok(Frame::data(Bytes::from(vec![0u8; n as usize]))), at + n))
         }
@@ -187,8 +187,17 @@ async fn a_body_longer_than_asked_is_refused_unread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_breaks_off_is_refused() {
-    let (problem, _) = refused_range(Misbehaviour::ShortBody).await;
-    assert!(matches!(problem, AnswerProblem::BodyTooShort { expected: 1000, got, .. } if got < 1000), "{problem:?}");
+    // The server breaks the connection after half the body. Whether the client has the
+    // answer's head by then is up to the two HTTP stacks' buffering: either way the read fails,
+    // as a short body or as a connection closed before the answer was complete.
+    let (store, _) = store(Misbehaviour::ShortBody).await;
+    match store.get_range("packs/x", 100..1100).await {
+        Err(Error::BadAnswer { problem: AnswerProblem::BodyTooShort { expected: 1000, got, .. }, .. }) => {
+            assert!(got < 1000);
+        }
+        Err(Error::Remote { detail, .. }) => assert!(detail.contains("closed"), "{detail}"),
+        other => panic!("expected a refused answer, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,7 +69,8 @@ impl Source for DirSource {
                 Ok(None) => continue,
                 Ok(Some(item)) => return Ok(Some(item)),
                 Err(Error::Unreadable { path, source }) if self.skip_unreadable => {
-                    return Ok(Some(Item::Skipped(Skipped { path, reason: source.to_string() })));
+                    let reason = Error::Unreadable { path: path.clone(), source }.to_string();
+                    return Ok(Some(Item::Skipped(Skipped { path, reason })));
                 }
                 Err(Error::NonUtf8Name { path }) if self.skip_unreadable => {
                     let reason = "name is not UTF-8, so it cannot become a key".into();
