@@ -130,7 +130,7 @@ impl Footer {
     /// The most the pack's own index may take while [`crate::decode_block`] decodes it. Each
     /// record holds its key and content type in its header, so those add up to at most the
     /// bytes before the index; each entry adds its `Entry` and at most
-    /// [`MAX_COLUMNS_PER_RECORD`] decompressed bytes. A footer that decoded bounds the records
+    /// `MAX_COLUMNS_PER_RECORD` decompressed bytes. A footer that decoded bounds the records
     /// by those bytes too, so the limit is a small multiple of what the pack really holds,
     /// however its index is forged.
     pub fn index_limit(&self) -> usize {
