@@ -14,22 +14,6 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// A file name that is not UTF-8 cannot become a key.
-    #[error("{path} has a name that is not UTF-8, so it cannot become a key; rename it or pass --skip-unreadable")]
-    NonUtf8Name {
-        /// The path, shown lossily.
-        path: PathBuf,
-    },
-    /// A path too long to be a key.
-    #[error("{path} is too long to become a key ({len} bytes, at most {max})")]
-    KeyTooLong {
-        /// The path.
-        path: PathBuf,
-        /// Its key length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
     /// The destination already holds an archive.
     #[error("{dest} already holds a haypack archive (generation {generation}); pass --force to replace it")]
     ArchiveExists {

@@ -287,11 +287,7 @@ impl RecordWriter {
     /// With `skip_unreadable`, records a file-level failure and goes on; otherwise stops.
     pub fn fail_or_skip(&mut self, e: Error) -> Result<()> {
         let path = match &e {
-            Error::Unreadable { path, .. } | Error::NonUtf8Name { path } | Error::KeyTooLong { path, .. }
-                if self.opts.skip_unreadable =>
-            {
-                path.clone()
-            }
+            Error::Unreadable { path, .. } if self.opts.skip_unreadable => path.clone(),
             _ => return Err(e),
         };
         self.skip(Skipped { path, reason: e.to_string() });
