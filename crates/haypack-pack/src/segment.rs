@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use haypack_format::{Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_block};
+use haypack_format::{
+    Dictionary, Entry, MANIFEST_NAME, MAX_BLOCK_DECODED, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_block,
+};
 use haypack_read::Archive;
 use haypack_source::{Record, Skipped, Source};
 use haypack_store::{PutMode, Store};
@@ -360,9 +362,6 @@ struct SegmentRun {
     entries: std::vec::IntoIter<Entry>,
 }
 
-/// The most a segment's index block may decode to (as for the archive index).
-const MAX_BLOCK_RAW: usize = 64 << 20;
-
 impl SegmentRun {
     fn new(
         store: Arc<dyn Store>,
@@ -398,7 +397,7 @@ impl Run for SegmentRun {
                     b.offset, b.crc32c
                 )));
             }
-            let entries = decode_block(&bytes, MAX_BLOCK_RAW)
+            let entries = decode_block(&bytes, MAX_BLOCK_DECODED)
                 .map_err(|e| self.corrupt(format!("{object}: index block at offset {}: {e}", b.offset)))?;
             if entries.len() as u64 != b.records {
                 return Err(
