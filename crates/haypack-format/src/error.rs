@@ -49,7 +49,7 @@ pub enum Error {
     /// take (front-coded keys let a few bytes stand for kilobytes): corrupt or hostile, refused
     /// before it is built.
     #[error(
-        "{what} would take more than {limit} bytes once decoded ({detail}): it is corrupt or was not written by haypack; run `haypack verify`"
+        "{what} would take more than {limit} bytes once decoded ({detail}): it is corrupt or was not written by haypack"
     )]
     TooLarge {
         /// The structure being decoded.

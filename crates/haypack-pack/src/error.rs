@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory under the source could not be read.
-    #[error("cannot read {path}: {source} (pass --skip-unreadable to skip such files and go on)")]
+    #[error("cannot read {path}: {source}")]
     Unreadable {
         /// The path that failed.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The destination already holds an archive.
-    #[error("{dest} already holds a haypack archive (generation {generation}); pass --force to replace it")]
+    #[error("{dest} already holds a haypack archive (generation {generation})")]
     ArchiveExists {
         /// The destination.
         dest: String,
@@ -30,6 +30,19 @@ pub enum Error {
         /// The destination.
         dest: String,
         /// How many objects are there.
+        objects: usize,
+        /// One of them.
+        example: String,
+    },
+    /// The destination holds no archive but the packs and index runs of segments that were
+    /// written and not yet committed: another writer's work, not leftovers to write over.
+    #[error(
+        "{dest} holds no haypack archive but {objects} objects of segments not yet committed (such as {example}); refusing to pack over them"
+    )]
+    UncommittedSegments {
+        /// The destination.
+        dest: String,
+        /// How many of its objects belong to segments.
         objects: usize,
         /// One of them.
         example: String,
@@ -59,7 +72,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A dictionary could not be trained.
-    #[error("cannot train a dictionary on {src}: {detail} (pack without --dict, or with --dict auto)")]
+    #[error("cannot train a dictionary on {src}: {detail}")]
     Dictionary {
         /// The source tree.
         src: PathBuf,
@@ -75,7 +88,7 @@ pub enum Error {
         attempts: u32,
     },
     /// Keys given to delete that the archive does not hold.
-    #[error("{archive} holds no record {}{}; nothing was deleted (pass --missing-ok to delete the others)", .keys.iter().take(3).map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "), if .keys.len() > 3 { format!(" and {} more", .keys.len() - 3) } else { String::new() })]
+    #[error("{archive} holds no record {}{}; nothing was deleted", .keys.iter().take(3).map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "), if .keys.len() > 3 { format!(" and {} more", .keys.len() - 3) } else { String::new() })]
     NoSuchKeys {
         /// The archive.
         archive: String,
@@ -84,7 +97,7 @@ pub enum Error {
     },
     /// An object this run wrote was retired by `gc`, or gone or replaced, before its commit.
     #[error(
-        "{archive}: {name}, written by this run, was retired or deleted (or changed) before this run could commit it; was `haypack gc` run with a grace period shorter than this run? Nothing was committed; run it again (`haypack gc` removes what this run left)"
+        "{archive}: {name}, written by this run, was retired or deleted (or changed) before this run could commit it; did a gc with a grace period shorter than this run collect it? Nothing was committed; run it again (gc removes what this run left)"
     )]
     Vanished {
         /// The archive.

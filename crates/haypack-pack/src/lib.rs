@@ -303,8 +303,8 @@ pub(crate) struct Destination {
     leftovers: Vec<String>,
 }
 
-/// Looks at the destination: an archive there is refused unless `force`; anything that is not
-/// an archive's is refused always.
+/// Looks at the destination: an archive there, or segments not yet committed, are refused
+/// unless `force`; anything that is not an archive's is refused always.
 pub(crate) async fn inspect(store: &dyn Store, force: bool) -> Result<Destination> {
     match store.head(MANIFEST_NAME).await {
         Ok(meta) => {
@@ -316,16 +316,55 @@ pub(crate) async fn inspect(store: &dyn Store, force: bool) -> Result<Destinatio
         }
         Err(haypack_store::Error::NotFound { .. }) => {
             let objects = store.list("").await?;
-            let ours = |name: &str| name.starts_with("packs/") || name.starts_with("index/");
-            if let Some(foreign) = objects.iter().find(|o| !ours(&o.name)) {
+            let of = |author: Author| objects.iter().filter(move |o| author_of(&o.name) == author);
+            if let Some(foreign) = of(Author::Foreign).next() {
                 return Err(Error::NotEmpty {
                     dest: store.describe(),
                     objects: objects.len(),
                     example: foreign.name.clone(),
                 });
             }
+            if let (Some(segment), false) = (of(Author::Segment).next(), force) {
+                return Err(Error::UncommittedSegments {
+                    dest: store.describe(),
+                    objects: of(Author::Segment).count(),
+                    example: segment.name.clone(),
+                });
+            }
             Ok(Destination { previous: None, leftovers: objects.into_iter().map(|o| o.name).collect() })
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Who writes an object of this name, in a store with no manifest yet.
+#[derive(Debug, PartialEq)]
+enum Author {
+    /// `pack`: `packs/000001.hpk.zst`, `index/000001.hpi`.
+    PackRun,
+    /// A segment writer, which adds its token: `packs/000001-TOKEN.hpk.zst`,
+    /// `index/segment-TOKEN.hpi`.
+    Segment,
+    /// Not haypack.
+    Foreign,
+}
+
+fn author_of(name: &str) -> Author {
+    let numbered = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some((stem, _codec)) = name.strip_prefix("packs/").and_then(|p| p.split_once(".hpk.")) {
+        match stem.split_once('-') {
+            None if numbered(stem) => return Author::PackRun,
+            Some((id, t)) if numbered(id) && token(t) => return Author::Segment,
+            _ => {}
+        }
+    } else if let Some(stem) = name.strip_prefix("index/").and_then(|i| i.strip_suffix(".hpi")) {
+        if numbered(stem) {
+            return Author::PackRun;
+        }
+        if stem.strip_prefix("segment-").is_some_and(token) {
+            return Author::Segment;
+        }
+    }
+    Author::Foreign
 }

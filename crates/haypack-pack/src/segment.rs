@@ -187,7 +187,9 @@ async fn ensure_archive(store: &dyn Store) -> Result<()> {
         Err(haypack_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    crate::inspect(store, false).await?;
+    // Segments are what a commit is for, so look as a forced pack does: only what is not
+    // haypack's is refused.
+    crate::inspect(store, true).await?;
     let empty = Manifest::empty(CREATED_BY);
     match store.put(MANIFEST_NAME, empty.to_json().into(), PutMode::Create).await {
         // Another writer created it first: as good.

@@ -29,7 +29,7 @@ pub enum Error {
         archive: String,
     },
     /// Stored bytes failed a check. Nothing from them was returned.
-    #[error("{object} at offset {offset}{}: {detail}; run `haypack verify` on the archive", key.as_ref().map(|k| format!(" (record {k:?})")).unwrap_or_default())]
+    #[error("{object} at offset {offset}{}: {detail}", key.as_ref().map(|k| format!(" (record {k:?})")).unwrap_or_default())]
     Corrupt {
         /// The pack or index object.
         object: String,

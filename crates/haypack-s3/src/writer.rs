@@ -118,7 +118,7 @@ impl S3Writer {
             store: self.store.describe(),
             name: self.name.clone(),
             detail: "is already there with other bytes (left by an interrupted run over a different source?); \
-                     rerun with --force to replace it"
+                     a forced pack replaces it"
                 .into(),
         })
     }
@@ -139,7 +139,7 @@ impl S3Writer {
             name: self.name.clone(),
             detail: format!(
                 "would need more than {MAX_PARTS} parts ({} bytes written so far, {more} more parts asked), \
-                 which S3 does not take: nothing more was sent; write smaller objects (a smaller --pack-size)",
+                 which S3 does not take: nothing more was sent; write smaller objects (a smaller pack size)",
                 self.size
             ),
         })

@@ -173,7 +173,7 @@ async fn an_interrupted_pack_to_s3_resumes_without_resending() {
         let other = tempfile::tempdir().unwrap();
         tree(other.path(), 310, true);
         let err = haypack_pack::pack(other.path(), s3.clone(), opts(), Arc::new(())).await.expect_err("other bytes");
-        assert!(err.to_string().contains("--force"), "{}: {err}", server.name);
+        assert!(err.to_string().contains("a forced pack replaces it"), "{}: {err}", server.name);
         let forced = PackOptions { force: true, ..opts() };
         let report = haypack_pack::pack(other.path(), s3.clone(), forced, Arc::new(())).await.unwrap();
         assert!(report.kept.is_empty());

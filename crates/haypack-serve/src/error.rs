@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 #[non_exhaustive]
 pub enum Error {
     /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,

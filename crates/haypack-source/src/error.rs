@@ -15,7 +15,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file or directory under a source directory could not be read.
-    #[error("cannot read {path}: {source} (pass --skip-unreadable to skip such files and go on)")]
+    #[error("cannot read {path}: {source}")]
     Unreadable {
         /// The path that failed.
         path: PathBuf,
@@ -23,7 +23,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file name that is not UTF-8 cannot become a key.
-    #[error("{path} has a name that is not UTF-8, so it cannot become a key; rename it or pass --skip-unreadable")]
+    #[error("{path} has a name that is not UTF-8, so it cannot become a key")]
     NonUtf8Name {
         /// The path, shown lossily.
         path: PathBuf,
@@ -39,9 +39,7 @@ pub enum Error {
         max: usize,
     },
     /// The input is none of the formats haypack reads.
-    #[error(
-        "{path} is not a directory, tar (plain, .gz, .zst, .xz, .bz2), zip or WARC: {why}; name the format with --format if it is one"
-    )]
+    #[error("{path} is not a directory, tar (plain, .gz, .zst, .xz, .bz2), zip or WARC: {why}")]
     UnknownFormat {
         /// The input.
         path: PathBuf,
@@ -78,9 +76,7 @@ pub enum Error {
         why: &'static str,
     },
     /// An archive member name that is not UTF-8.
-    #[error(
-        "{archive}: member {member:?} at byte {offset} has a name that is not UTF-8, so it cannot become a key; pass --skip-unreadable to skip it"
-    )]
+    #[error("{archive}: member {member:?} at byte {offset} has a name that is not UTF-8, so it cannot become a key")]
     NonUtf8Member {
         /// The archive.
         archive: PathBuf,

@@ -2,6 +2,7 @@
 //! key with a single range read.
 
 mod commands;
+mod hints;
 mod human;
 mod progress;
 
@@ -376,6 +377,9 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {}", commands::for_terminal(&text, terminal));
                 }
                 shown = text;
+            }
+            if let Some(hint) = hints::hint(&e) {
+                eprintln!("  hint: {hint}");
             }
             ExitCode::FAILURE
         }

@@ -71,6 +71,32 @@ fn four_processes_pack_segments_at_once_and_one_commit_lands_them() {
 }
 
 #[test]
+fn pack_refuses_to_write_over_segments_not_yet_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (arch, seg, other) = (tmp.path().join("arch"), tmp.path().join("seg.json"), tmp.path().join("other"));
+    part(tmp.path(), 0, 40);
+    part(&other, 1, 40);
+    assert!(pack_segment(&tmp.path().join("part0"), &arch, &seg).wait().unwrap().success());
+    let objects = |dir: &Path| {
+        walkdir::WalkDir::new(dir).into_iter().filter(|e| e.as_ref().unwrap().file_type().is_file()).count()
+    };
+    let before = objects(&arch);
+
+    // Another writer's segment is not the leftovers of an interrupted pack: refused, kept.
+    haypack()
+        .arg("pack")
+        .arg(&other)
+        .arg(&arch)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("objects of segments not yet committed"))
+        .stderr(predicate::str::contains("hint: commit them with `haypack commit"));
+    assert_eq!(objects(&arch), before, "the segment's objects are untouched");
+    haypack().arg("commit").arg(&arch).arg(&seg).assert().success();
+    assert_holds(&arch, &tmp.path().join("part0"));
+}
+
+#[test]
 fn one_key_in_two_segments_is_refused_unless_the_last_is_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let arch = tmp.path().join("arch");
