@@ -534,15 +534,15 @@ fn walkdir_sizes(src: &Path, follow: bool) -> u64 {
 async fn get(ctx: &Ctx, location: &str, key: &str, output: Option<&Path>) -> Result<ExitCode> {
     let archive = ctx.open(location).await?;
     match output {
-        None => {
-            let mut out = HoldFlushes(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()));
-            if let Err(e) = archive.get_to(key, &mut out).await {
-                // Drop the buffered bytes unwritten: a record that failed its check must not
-                // reach stdout (one larger than the buffer may already have, in part).
-                let _ = out.0.into_parts();
-                return Err(e.into());
-            }
-            out.0.flush()?;
+        None => to_stream(&archive, key, std::io::stdout()).await?,
+        // A device or a pipe (`-o /dev/null`, `-o /dev/stdout`) is written as stdout is: a
+        // rename would replace it with a file.
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            let device = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening {} to write the record", path.display()))?;
+            to_stream(&archive, key, device).await?;
         }
         Some(path) => {
             // Write beside the target and rename, so a failed check leaves no file.
@@ -566,6 +566,21 @@ async fn get(ctx: &Ctx, location: &str, key: &str, output: Option<&Path>) -> Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the record `key` to a stream that cannot be taken back (stdout, a pipe, a device):
+/// buffered, so that a record that fails its check reaches it only in part when it is larger
+/// than the buffer.
+async fn to_stream(archive: &Archive, key: &str, stream: impl Write + Send) -> Result<()> {
+    let mut out = HoldFlushes(std::io::BufWriter::with_capacity(1 << 20, stream));
+    if let Err(e) = archive.get_to(key, &mut out).await {
+        // Drop the buffered bytes unwritten: a record that failed its check must not reach
+        // the stream (one larger than the buffer may already have, in part).
+        let _ = out.0.into_parts();
+        return Err(e.into());
+    }
+    out.0.flush()?;
+    Ok(())
 }
 
 /// Passes writes on but holds back flushes: the record decoder flushes its sink as it ends,

@@ -232,6 +232,32 @@ fn get_returns_every_key_byte_for_byte() {
 }
 
 #[test]
+fn get_into_a_pipe_or_a_device_writes_through_it_and_leaves_it_one() {
+    use std::os::unix::fs::FileTypeExt;
+    let tree = sample_tree();
+    let (tmp, src) = setup(&tree);
+    let arch = tmp.path().join("arch");
+    pack_ok(&src, &arch, &["-q"]);
+
+    // A pipe: the record arrives through it, and it is still a pipe (not a file renamed over it).
+    let fifo = tmp.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).expect("read the pipe"))
+    };
+    haypack().arg("get").arg(&arch).arg("a.txt").arg("-o").arg(&fifo).assert().success();
+    // Checked first: had it been replaced, the reader would wait on the lost pipe for ever.
+    assert!(fs::symlink_metadata(&fifo).expect("fifo").file_type().is_fifo());
+    assert_eq!(reader.join().expect("reader"), tree["a.txt"].content);
+
+    // `-o /dev/null` (run as root, a rename would have replaced the device with a file).
+    haypack().arg("get").arg(&arch).arg("a.txt").args(["-o", "/dev/null"]).assert().success();
+    assert!(fs::metadata("/dev/null").expect("/dev/null").file_type().is_char_device());
+}
+
+#[test]
 fn ls_lists_sorted_keys_plain_long_json_and_by_prefix() {
     let tree = sample_tree();
     let (tmp, src) = setup(&tree);
