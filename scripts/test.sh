@@ -30,15 +30,15 @@ if ! "$venv/bin/python" -c 'import warcio' 2>/dev/null; then
     "$venv/bin/pip" install -q warcio
 fi
 export HAYPACK_PYTHON="$venv/bin/python"
-# A test whose tool is missing fails here, rather than skipping as under a bare `cargo test`.
-export HAYPACK_REQUIRE_TOOLS=1
 
 env_file=$(mktemp)
 trap 'scripts/s3-servers.sh stop "$env_file"; rm -f "$env_file"' EXIT
 scripts/s3-servers.sh start "$env_file"
 # shellcheck disable=SC1090
 . "$env_file"
-export HAYPACK_REQUIRE_S3=1
 
-cargo test --workspace --all-targets
+# Tests that need a server or a tool outside the Rust toolchain are #[ignore]d in a bare
+# `cargo test` (reported ignored, never passed); here everything is there, so they all run, and
+# one that finds no server or tool fails.
+cargo test --workspace --all-targets -- --include-ignored
 cargo test --workspace --doc

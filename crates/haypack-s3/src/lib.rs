@@ -34,6 +34,8 @@ pub const MIN_PART_SIZE: usize = 5 << 20;
 /// The room a whole-object read starts with; it grows as the body comes, never by what the
 /// answer announces.
 const WHOLE_CAPACITY: usize = 8 << 20;
+/// How many times a read whose body broke off is made in all (see `S3Store::read_again`).
+const BODY_ATTEMPTS: u32 = 3;
 
 /// How to reach and use an S3 endpoint.
 #[derive(Debug, Clone)]
@@ -320,66 +322,8 @@ impl S3Store {
         }
     }
 
-    /// Fails with `Conflict` unless the object's current state allows `mode`. Stores that honour
-    /// conditional headers check again atomically; on those that ignore them (Garage) this check
-    /// is all there is, and two writers racing inside it can both win.
-    async fn precheck(&self, name: &str, mode: &PutMode) -> Result<()> {
-        let current = match self.head(name).await {
-            Ok(m) => Some(m.version),
-            Err(Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        check_put(self, name, mode, current.as_deref())
-    }
-}
-
-/// An error and its causes, each said once: "dispatch failure: io error: … Connection refused".
-fn causes(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out = format!("{out}: {text}");
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// A Content-Range header's `bytes START-LAST/TOTAL` (LAST inclusive; TOTAL `*` if unknown).
-fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
-    let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
-    let (start, last) = span.split_once('-')?;
-    let (start, last) = (start.trim().parse().ok()?, last.trim().parse().ok()?);
-    let total = if total.trim() == "*" { None } else { Some(total.trim().parse().ok()?) };
-    (start <= last).then_some((start, last, total))
-}
-
-/// Content-MD5 of a body: S3 rejects the upload if the bytes it got differ.
-fn content_md5(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
-}
-
-#[async_trait::async_trait]
-impl Store for S3Store {
-    fn describe(&self) -> String {
-        self.inner.url.clone()
-    }
-
-    async fn get(&self, name: &str) -> Result<Bytes> {
-        let i = &self.inner;
-        let resp = i.client.get_object().bucket(&i.bucket).key(self.key(name)?).send().await;
-        let resp = resp.map_err(|e| self.remote("reading", name, e))?;
-        let len = self.announced("reading", name, resp.content_length())?;
-        self.body(name, resp.body, len, usize::try_from(len).unwrap_or(usize::MAX).min(WHOLE_CAPACITY)).await
-    }
-
-    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
-        Ok(self.get_range_pinned(name, range, None).await?.0)
-    }
-
-    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
+    /// One ranged GET, its answer checked before its body is read.
+    async fn get_range_once(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
         if range.start >= range.end {
             if range.start > range.end {
                 return Err(Error::OutOfRange {
@@ -455,6 +399,95 @@ impl Store for S3Store {
             return Err(out_of_range(total.unwrap_or(range.start + expected)));
         }
         Ok((bytes, found))
+    }
+
+    /// Runs a read again when its body broke off or ended early (a connection reset, a proxy
+    /// that cut it): the SDK retries a request until its answer's head arrives, not while the
+    /// body streams. Up to [`BODY_ATTEMPTS`] reads in all; any other error is returned at once.
+    async fn read_again<T, F, Fut>(&self, read: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match read().await {
+                Err(Error::BadAnswer { problem: AnswerProblem::BodyTooShort { .. }, name, .. })
+                    if attempt < BODY_ATTEMPTS =>
+                {
+                    tracing::debug!("{name}: the body broke off (read {attempt} of {BODY_ATTEMPTS}); reading it again");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Fails with `Conflict` unless the object's current state allows `mode`. Stores that honour
+    /// conditional headers check again atomically; on those that ignore them (Garage) this check
+    /// is all there is, and two writers racing inside it can both win.
+    async fn precheck(&self, name: &str, mode: &PutMode) -> Result<()> {
+        let current = match self.head(name).await {
+            Ok(m) => Some(m.version),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        check_put(self, name, mode, current.as_deref())
+    }
+}
+
+/// An error and its causes, each said once: "dispatch failure: io error: … Connection refused".
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A Content-Range header's `bytes START-LAST/TOTAL` (LAST inclusive; TOTAL `*` if unknown).
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, last) = span.split_once('-')?;
+    let (start, last) = (start.trim().parse().ok()?, last.trim().parse().ok()?);
+    let total = if total.trim() == "*" { None } else { Some(total.trim().parse().ok()?) };
+    (start <= last).then_some((start, last, total))
+}
+
+/// Content-MD5 of a body: S3 rejects the upload if the bytes it got differ.
+fn content_md5(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
+}
+
+#[async_trait::async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    async fn get(&self, name: &str) -> Result<Bytes> {
+        self.read_again(|| async {
+            let i = &self.inner;
+            let resp = i.client.get_object().bucket(&i.bucket).key(self.key(name)?).send().await;
+            let resp = resp.map_err(|e| self.remote("reading", name, e))?;
+            let len = self.announced("reading", name, resp.content_length())?;
+            self.body(name, resp.body, len, usize::try_from(len).unwrap_or(usize::MAX).min(WHOLE_CAPACITY)).await
+        })
+        .await
+    }
+
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        Ok(self.get_range_pinned(name, range, None).await?.0)
+    }
+
+    async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
+        self.read_again(|| self.get_range_once(name, range.clone(), version)).await
     }
 
     async fn head(&self, name: &str) -> Result<ObjectMeta> {

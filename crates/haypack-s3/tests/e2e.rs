@@ -30,6 +30,7 @@ async fn pack_local(src: &Path, dest: &Path) {
     haypack_pack::pack(src, store, PackOptions::default(), Arc::new(())).await.expect("local pack");
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn packs_straight_to_s3_and_reads_back_byte_for_byte() {
     for server in TestServer::all() {
@@ -57,6 +58,7 @@ async fn packs_straight_to_s3_and_reads_back_byte_for_byte() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lookup_costs_three_reads_cold_and_one_warm() {
     let src = tempfile::tempdir().unwrap();
@@ -120,6 +122,7 @@ async fn a_lookup_costs_three_reads_cold_and_one_warm() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_push_resumes_without_resending() {
     let src = tempfile::tempdir().unwrap();
@@ -150,6 +153,7 @@ async fn an_interrupted_push_resumes_without_resending() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_pack_to_s3_resumes_without_resending() {
     let src = tempfile::tempdir().unwrap();
@@ -183,6 +187,7 @@ async fn an_interrupted_pack_to_s3_resumes_without_resending() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pack_replaced_behind_a_reader_is_an_error_not_wrong_bytes() {
     let src = tempfile::tempdir().unwrap();
@@ -216,6 +221,7 @@ async fn a_pack_replaced_behind_a_reader_is_an_error_not_wrong_bytes() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_locations_fail_clearly() {
     for server in TestServer::all() {
@@ -231,7 +237,8 @@ async fn bad_locations_fail_clearly() {
         assert!(matches!(err, haypack_read::Error::NoArchive { .. }), "{}: {err}", server.name);
     }
     // Wrong credentials: Garage checks signatures (moto accepts any).
-    if let Some(server) = TestServer::get("garage") {
+    let server = TestServer::get("garage");
+    {
         let opts =
             S3Options { credentials: Some((server.key_id.clone(), "wrong".into())), ..server.options(MIN_PART_SIZE) };
         let store = S3Store::connect(&server.fresh_url("creds"), opts).await.unwrap();

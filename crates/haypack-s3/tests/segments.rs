@@ -41,6 +41,7 @@ async fn segment(store: &Arc<dyn Store>, prefix: &str, n: usize) -> haypack_form
     writer.segment().await.unwrap().0.unwrap()
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn segments_written_into_a_bucket_commit_once() {
     for server in TestServer::all() {
@@ -56,9 +57,10 @@ async fn segments_written_into_a_bucket_commit_once() {
     }
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[tokio::test(flavor = "multi_thread")]
 async fn three_commits_racing_on_moto_all_land() {
-    let Some(server) = TestServer::get("moto") else { return };
+    let server = TestServer::get("moto");
     let store: Arc<dyn Store> = Arc::new(server.store("segments-race", MIN_PART_SIZE).await);
     // An archive to commit onto, then three writers' segments committed at once.
     let first = segment(&store, "base/", 50).await;

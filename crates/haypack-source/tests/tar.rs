@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Got, drain, first_error, have, keys, open, run, tree};
+use common::{Got, drain, first_error, keys, need, open, run, tree};
 use haypack_format::Timestamp;
 use haypack_source::{DirSource, Error, SourceOptions};
 
@@ -32,11 +32,10 @@ fn from_dir(dir: &Path) -> Vec<Got> {
     records
 }
 
+#[ignore = "needs tar: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn gnu_tar_of_a_directory_gives_the_directory_s_keys_contents_modes_and_mtimes() {
-    if !have("tar", &["--version"]) {
-        return;
-    }
+    need("tar", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample(&src);
@@ -58,15 +57,13 @@ fn gnu_tar_of_a_directory_gives_the_directory_s_keys_contents_modes_and_mtimes()
     assert_eq!(records[0].mode, Some(0o750));
 }
 
+#[ignore = "needs tar, zstd, xz, bzip2: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn compressed_tars_are_detected_from_their_bytes() {
-    if !have("tar", &["--version"])
-        || !have("zstd", &["--version"])
-        || !have("xz", &["--version"])
-        || !have("bzip2", &["--help"])
-    {
-        return;
-    }
+    need("tar", &["--version"]);
+    need("zstd", &["--version"]);
+    need("xz", &["--version"]);
+    need("bzip2", &["--help"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample(&src);
@@ -82,11 +79,10 @@ fn compressed_tars_are_detected_from_their_bytes() {
     }
 }
 
+#[ignore = "needs tar: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn pax_tars_keep_long_names_and_sub_second_mtimes() {
-    if !have("tar", &["--version"]) {
-        return;
-    }
+    need("tar", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample(&src);
@@ -98,11 +94,11 @@ fn pax_tars_keep_long_names_and_sub_second_mtimes() {
     assert_eq!(records[1].content, b"long");
 }
 
+#[ignore = "needs tar, mkfifo: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn links_and_special_files_are_skipped_with_their_kind() {
-    if !have("tar", &["--version"]) || !have("mkfifo", &["--version"]) {
-        return;
-    }
+    need("tar", &["--version"]);
+    need("mkfifo", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     tree(&src, &[("f", b"x")]);
@@ -134,11 +130,10 @@ fn python_tar(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
+#[ignore = "needs python3: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn member_names_that_could_escape_are_named_errors_with_their_offset() {
-    if !have("python3", &["--version"]) {
-        return;
-    }
+    need("python3", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     for (name, why) in [("'../x'", "`..`"), ("'/etc/x'", "absolute"), ("'a//b'", "empty component")] {
         let tar = python_tar(tmp.path(), name);
@@ -156,11 +151,11 @@ fn member_names_that_could_escape_are_named_errors_with_their_offset() {
     assert_eq!(skipped.len(), 1);
 }
 
+#[ignore = "needs tar, zstd: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn truncated_tar_gzip_and_zstd_streams_name_the_member_and_the_offset() {
-    if !have("tar", &["--version"]) || !have("zstd", &["--version"]) {
-        return;
-    }
+    need("tar", &["--version"]);
+    need("zstd", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample(&src);

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{drain, first_error, have, keys, open, python, run, tree};
+use common::{drain, first_error, keys, need, open, python, run, tree};
 use haypack_format::Timestamp;
 use haypack_source::{Content, Error, Item, SourceOptions};
 
@@ -24,11 +24,10 @@ fn python_zip(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+#[ignore = "needs python3: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn python_zips_stored_deflated_and_zip64_keep_names_modes_and_dos_times() {
-    if !have("python3", &["--version"]) {
-        return;
-    }
+    need("python3", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let zip = python_zip(
         tmp.path(),
@@ -55,11 +54,10 @@ fn python_zips_stored_deflated_and_zip64_keep_names_modes_and_dos_times() {
     assert_eq!(raw[name + 11..name + 13], [0x01, 0x00], "expected a zip64 extra field");
 }
 
+#[ignore = "needs zip: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn info_zip_keeps_extended_timestamps_and_skips_symlinks() {
-    if !have("zip", &["-v"]) {
-        return;
-    }
+    need("zip", &["-v"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     tree(&src, &[("a.txt", b"alpha"), ("dir/b.txt", b"beta")]);
@@ -79,11 +77,11 @@ fn info_zip_keeps_extended_timestamps_and_skips_symlinks() {
     assert!(skipped[0].1.starts_with("symbolic link"), "{skipped:?}");
 }
 
+#[ignore = "needs zip, python3: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn encrypted_and_bzip2_members_are_named_errors() {
-    if !have("zip", &["-v"]) || !have("python3", &["--version"]) {
-        return;
-    }
+    need("zip", &["-v"]);
+    need("python3", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     tree(tmp.path(), &[("secret.txt", b"psst")]);
     let zip = tmp.path().join("enc.zip");
@@ -97,11 +95,10 @@ fn encrypted_and_bzip2_members_are_named_errors() {
     assert!(err.to_string().contains("\"b.txt\""), "{err}");
 }
 
+#[ignore = "needs python3: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn member_names_that_could_escape_or_are_not_utf8_are_named_errors() {
-    if !have("python3", &["--version"]) {
-        return;
-    }
+    need("python3", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     for (name, why) in [("../x", "`..`"), ("/etc/x", "absolute"), ("a//b", "empty component")] {
         let zip = python_zip(tmp.path(), &format!("z.writestr('ok', b'1')\nz.writestr({name:?}, b'2')\n"));
@@ -132,11 +129,10 @@ fn member_names_that_could_escape_or_are_not_utf8_are_named_errors() {
     assert_eq!((keys(&records), skipped.len()), (vec!["ok"], 1));
 }
 
+#[ignore = "needs python3: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn a_member_that_inflates_past_its_declared_size_stops_one_byte_past_it() {
-    if !have("python3", &["--version"]) {
-        return;
-    }
+    need("python3", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     // 64 MiB of zeros deflate to ~64 KiB; then both headers are made to claim 1,000 bytes. (The
     // entry is zip64 only past 4 GiB, so the sizes are the plain 32-bit fields.)

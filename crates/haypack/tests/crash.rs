@@ -158,28 +158,35 @@ fn add_survives_sigkill() {
     recs.extend(more);
     let (old_gen, old) = state(&arch);
     let recs = digest(&recs);
-    for delay_ms in [30, 80, 150, 300, 600] {
+    // Killed once the run has started its 1st, 10th and 50th new pack (of about 100): the
+    // archive is polled, not the clock, so the kill lands mid-run on any machine.
+    let packs = |arch: &Path| std::fs::read_dir(arch.join("packs")).map_or(0, |d| d.count());
+    let before = packs(&arch);
+    for started in [1, 10, 50] {
         let copy = tempfile::tempdir().unwrap();
         let target = copy.path().join("arch");
         copy_dir(&arch, &target);
         let bin = assert_cmd::cargo::cargo_bin("haypack");
         let mut child = std::process::Command::new(bin)
-            .args(["-q", "add", "--pack-size", "256K"])
+            .args(["-q", "add", "--codec", "stored", "--pack-size", "64K"])
             .arg(&target)
             .arg(&more_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        while packs(&target) < before + started {
+            assert!(child.try_wait().unwrap().is_none(), "the add ended before its pack {started}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         let (generation, records) = state(&target);
         if generation == old_gen {
-            assert_eq!(records, old, "killed after {delay_ms} ms: the old generation, whole");
+            assert_eq!(records, old, "killed at pack {started}: the old generation, whole");
             haypack().arg("add").arg(&target).arg(&more_dir).assert().success();
         }
-        assert_eq!(state(&target), (old_gen + 1, recs.clone()), "killed after {delay_ms} ms, then rerun");
+        assert_eq!(state(&target), (old_gen + 1, recs.clone()), "killed at pack {started}, then rerun");
         haypack().args(["gc", "--grace", "0s"]).arg(&target).assert().success();
         assert_eq!(state(&target).1, recs, "gc after a kill removes only leftovers");
     }

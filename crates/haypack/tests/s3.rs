@@ -18,6 +18,7 @@ fn haypack(server: &TestServer) -> Command {
     cmd
 }
 
+#[ignore = "needs the S3 test servers: run with --include-ignored under scripts/test.sh"]
 #[test]
 fn every_verb_works_on_an_s3_archive() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

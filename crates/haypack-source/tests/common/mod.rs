@@ -63,30 +63,20 @@ pub fn first_error(src: &mut dyn Source) -> String {
     }
 }
 
-/// Whether `tool` runs; if not, the test is skipped with a message, or fails when
-/// `HAYPACK_REQUIRE_TOOLS=1` (set by scripts/test.sh).
-pub fn have(tool: &str, probe: &[&str]) -> bool {
+/// Fails the test unless `tool` runs. Tests that need a tool outside the Rust toolchain are
+/// `#[ignore]`d in a bare `cargo test`; scripts/test.sh installs the tools and runs them.
+pub fn need(tool: &str, probe: &[&str]) {
     let ok = Command::new(tool).args(probe).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        missing(tool);
-    }
-    ok
+    assert!(ok, "{tool} is needed: scripts/test.sh installs it");
 }
 
-fn missing(what: &str) {
-    assert!(std::env::var("HAYPACK_REQUIRE_TOOLS").is_err(), "{what} is needed (HAYPACK_REQUIRE_TOOLS is set)");
-    eprintln!("SKIPPED: {what} is not installed (scripts/test.sh installs it)");
-}
-
-/// The Python with warcio: `HAYPACK_PYTHON` (scripts/test.sh's venv), else `python3` if it has
-/// warcio.
-pub fn python_with_warcio() -> Option<String> {
+/// The Python with warcio: `HAYPACK_PYTHON` (scripts/test.sh's venv), else `python3`; fails the
+/// test if it has no warcio.
+pub fn python_with_warcio() -> String {
     let python = std::env::var("HAYPACK_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python).args(["-c", "import warcio"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        missing(&format!("{python} with warcio"));
-    }
-    ok.then_some(python)
+    assert!(ok, "{python} with warcio is needed: scripts/test.sh installs it");
+    python
 }
 
 /// Runs a command, which must succeed.
