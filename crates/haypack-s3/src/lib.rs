@@ -8,6 +8,7 @@
 //!
 //! This is the only crate that knows about S3 or HTTP.
 
+#[cfg(feature = "testing")]
 pub mod testing;
 mod writer;
 

@@ -2,7 +2,7 @@
 //!
 //! An archive is a handful of named objects (a manifest, packs, an index). A [`Store`] keeps
 //! them: the [`LocalStore`] in a directory, and any S3-compatible bucket through the S3 store.
-//! Everything above this crate speaks only this trait, and the [`conformance`] suite holds
+//! Everything above this crate speaks only this trait, and the `conformance` suite (feature `testing`) holds
 //! every store to the same behaviour.
 //!
 //! ```
@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod counting;
 mod error;
