@@ -52,7 +52,7 @@ pub use crate::export::ExportReport;
 pub use crate::extract::{ExtractOptions, ExtractReport, safe_path};
 pub use crate::page::Page;
 pub use crate::record::{Record, Want};
-pub use crate::verify::VerifyReport;
+pub use crate::verify::{Problem, VerifyReport};
 
 /// Index blocks kept decoded in memory.
 const BLOCK_CACHE: usize = 32;

@@ -21,8 +21,97 @@ pub struct VerifyReport {
     pub records: u64,
     /// Bytes read.
     pub bytes: u64,
-    /// Everything wrong, one line each, naming the object and offset; empty when all is well.
-    pub problems: Vec<String>,
+    /// Everything wrong, naming the object and offset; empty when all is well.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing `verify` found wrong. Its text is one line naming the object (and the record and
+/// offset where there is one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// An object the manifest names could not be read (gone, or the store refused).
+    #[error("{object}: {detail}")]
+    Unreadable {
+        /// The pack or index object.
+        object: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// An object is not the size the manifest says.
+    #[error("{object}: {what} is {found} bytes, the manifest says {expected}: truncated or replaced")]
+    Size {
+        /// The pack or index object.
+        object: String,
+        /// `pack` or `index object`.
+        what: &'static str,
+        /// Its size in the store.
+        found: u64,
+        /// Its size in the manifest.
+        expected: u64,
+    },
+    /// An archive index block failed its checks.
+    #[error("{0}")]
+    Block(String),
+    /// An archive index block's keys do not all follow the block before it.
+    #[error("{object}: block {block} overlaps the keys of the block before it")]
+    Overlap {
+        /// The index object.
+        object: String,
+        /// The block's number in the archive index.
+        block: usize,
+    },
+    /// An archive index entry names a pack the manifest does not list.
+    #[error("index entry {key:?} names pack {pack}, which is not in the manifest")]
+    UnknownPack {
+        /// The entry's key.
+        key: String,
+        /// The pack id it names.
+        pack: u32,
+    },
+    /// A pack's own structure is wrong: its footer, its own index, how its records tile it, or
+    /// its checksum.
+    #[error("{pack}: {detail}")]
+    Pack {
+        /// The pack.
+        pack: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A record failed its check.
+    #[error("{pack}: record {key:?} at offset {offset}: {detail}")]
+    Record {
+        /// The pack.
+        pack: String,
+        /// The record's key.
+        key: String,
+        /// Where it starts in the pack.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The archive index names a record the pack's own index does not hold.
+    #[error("{pack}: the archive index names a record its own index does not hold")]
+    NotInPack {
+        /// The pack.
+        pack: String,
+    },
+    /// The pack's records no longer indexed are not the dead records the manifest counts.
+    #[error(
+        "{pack}: {dead_records} records ({dead_bytes} bytes) are no longer indexed, the manifest counts {counted_records} ({counted_bytes} bytes)"
+    )]
+    DeadCounts {
+        /// The pack.
+        pack: String,
+        /// Records in the pack that the archive index does not name.
+        dead_records: u64,
+        /// Their bytes.
+        dead_bytes: u64,
+        /// Dead records the manifest counts.
+        counted_records: u64,
+        /// Their bytes, as the manifest counts them.
+        counted_bytes: u64,
+    },
 }
 
 /// A record as both indexes describe it, hashed: the archive index's live entries of a pack
@@ -47,7 +136,7 @@ impl Archive {
             let mut live = live.remove(&pack.id).unwrap_or_default();
             match self.verify_pack(pack, &mut report).await {
                 Ok(own) => check_liveness(pack, &mut live, &own, &mut report.problems),
-                Err(problem) => report.problems.push(format!("{}: {problem}", pack.name)),
+                Err(problem) => report.problems.push(problem),
             }
         }
         Ok(report)
@@ -58,12 +147,14 @@ impl Archive {
     async fn verify_index(&self, report: &mut VerifyReport) -> Result<HashMap<u32, Vec<u64>>> {
         for o in &self.manifest.index.objects {
             match self.store.head(&o.name).await {
-                Ok(meta) if meta.size != o.size => report.problems.push(format!(
-                    "{}: index object is {} bytes, the manifest says {}: truncated or replaced",
-                    o.name, meta.size, o.size
-                )),
+                Ok(meta) if meta.size != o.size => report.problems.push(Problem::Size {
+                    object: o.name.clone(),
+                    what: "index object",
+                    found: meta.size,
+                    expected: o.size,
+                }),
                 Ok(_) => {}
-                Err(e) => report.problems.push(e.to_string()),
+                Err(e) => report.problems.push(Problem::Unreadable { object: o.name.clone(), detail: e.to_string() }),
             }
         }
         let mut live: HashMap<u32, Vec<u64>> = HashMap::new();
@@ -73,7 +164,7 @@ impl Archive {
                 Ok(b) => b,
                 Err(crate::Error::Store(e)) => return Err(e.into()),
                 Err(e) => {
-                    report.problems.push(e.to_string());
+                    report.problems.push(Problem::Block(e.to_string()));
                     continue;
                 }
             };
@@ -81,15 +172,13 @@ impl Archive {
             if let (Some(prev), Some(first)) = (&last, block.first())
                 && *prev >= first.key
             {
-                let object = &self.manifest.index.objects[r.object as usize].name;
-                report.problems.push(format!("{object}: block {i} overlaps the keys of the block before it"));
+                let object = self.manifest.index.objects[r.object as usize].name.clone();
+                report.problems.push(Problem::Overlap { object, block: i });
             }
             last = block.last().map(|e| e.key.clone());
             for e in block.iter() {
                 if !self.packs.contains_key(&e.pack) {
-                    report
-                        .problems
-                        .push(format!("index entry {:?} names pack {}, which is not in the manifest", e.key, e.pack));
+                    report.problems.push(Problem::UnknownPack { key: e.key.clone(), pack: e.pack });
                 }
                 live.entry(e.pack).or_default().push(fingerprint(e));
             }
@@ -99,34 +188,37 @@ impl Archive {
 
     /// Reads one pack end to end. Returns its own index's records (fingerprint and length), or
     /// the first problem.
-    async fn verify_pack(&self, pack: &PackRef, report: &mut VerifyReport) -> Result<HashMap<u64, u64>, String> {
+    async fn verify_pack(&self, pack: &PackRef, report: &mut VerifyReport) -> Result<HashMap<u64, u64>, Problem> {
         let store = &self.store;
-        let meta = store.head(&pack.name).await.map_err(|e| e.to_string())?;
+        let bad = |detail: String| Problem::Pack { pack: pack.name.clone(), detail };
+        let unreadable =
+            |e: haypack_store::Error| Problem::Unreadable { object: pack.name.clone(), detail: e.to_string() };
+        let meta = store.head(&pack.name).await.map_err(unreadable)?;
         if meta.size != pack.size {
-            return Err(format!("pack is {} bytes, the manifest says {}: truncated or replaced", meta.size, pack.size));
+            let (object, found, expected) = (pack.name.clone(), meta.size, pack.size);
+            return Err(Problem::Size { object, what: "pack", found, expected });
         }
-        let get = |range: std::ops::Range<u64>| async move {
-            store.get_range(&pack.name, range).await.map_err(|e| e.to_string())
-        };
+        let get =
+            |range: std::ops::Range<u64>| async move { store.get_range(&pack.name, range).await.map_err(unreadable) };
         let tail_start = pack.size.saturating_sub(FOOTER_TAIL as u64);
         let tail = get(tail_start..pack.size).await?;
-        let footer = Footer::decode(&tail, pack.size).map_err(|e| format!("footer: {e}"))?;
+        let footer = Footer::decode(&tail, pack.size).map_err(|e| bad(format!("footer: {e}")))?;
         if footer.records != pack.records {
-            return Err(format!("footer counts {} records, the manifest {}", footer.records, pack.records));
+            return Err(bad(format!("footer counts {} records, the manifest {}", footer.records, pack.records)));
         }
         let framed = get(footer.index_offset..footer.index_offset + footer.index_len).await?;
-        let at = |e: haypack_format::Error| format!("pack index at offset {}: {e}", footer.index_offset);
+        let at = |e: haypack_format::Error| bad(format!("pack index at offset {}: {e}", footer.index_offset));
         let payload = footer.container.unmeta(Meta::Index, &framed).map_err(at)?;
         let crc = crc32c::crc32c(&payload);
         if crc != footer.index_crc32c {
-            return Err(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c));
+            return Err(bad(format!("pack index checksum {crc:#010x}, footer says {:#010x}", footer.index_crc32c)));
         }
         // A pack index holds at most a key and a few numbers per record: a claimed size beyond
         // that is corrupt, and must not be allocated.
         let mut entries = decode_block(&payload, footer.index_limit()).map_err(at)?;
         let own = entries.iter().map(|e| (fingerprint(e), e.len)).collect();
         if entries.len() as u64 != footer.records {
-            return Err(format!("pack index lists {} records, footer says {}", entries.len(), footer.records));
+            return Err(bad(format!("pack index lists {} records, footer says {}", entries.len(), footer.records)));
         }
 
         // Records must tile the pack from 0 to its index. Read them in runs of up to CHUNK
@@ -138,10 +230,10 @@ impl Archive {
         while i < entries.len() {
             let e = &entries[i];
             if e.offset != pos {
-                return Err(format!("record {:?} starts at {}, expected {pos}", e.key, e.offset));
+                return Err(bad(format!("record {:?} starts at {}, expected {pos}", e.key, e.offset)));
             }
             if e.len > footer.index_offset.saturating_sub(pos) {
-                return Err(format!("record {:?} at offset {} runs past the pack index", e.key, e.offset));
+                return Err(record(pack, e, "runs past the pack index".into()));
             }
             if e.len > CHUNK {
                 crc = self.verify_large(pack, e, crc).await?;
@@ -159,7 +251,7 @@ impl Archive {
                 crc = crc32c::crc32c_append(crc, &run);
                 for e in &entries[i..j] {
                     let bytes = run.slice((e.offset - pos) as usize..(e.offset - pos + e.len) as usize);
-                    let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
+                    let at = |p: String| record(pack, e, p);
                     if Budget::whole(e.len, e.raw_len) {
                         decode_whole(&bytes, e, &self.manifest.dictionaries).map_err(at)?;
                     } else {
@@ -173,7 +265,7 @@ impl Archive {
             }
         }
         if pos != footer.index_offset {
-            return Err(format!("records end at {pos}, the pack index starts at {}", footer.index_offset));
+            return Err(bad(format!("records end at {pos}, the pack index starts at {}", footer.index_offset)));
         }
         crc = crc32c::crc32c_append(crc, &framed);
         let footer_bytes = &tail[tail.len() - (pack.size - footer.index_offset - footer.index_len) as usize..];
@@ -181,21 +273,21 @@ impl Archive {
         if let Some(expected) = pack.crc32c
             && crc != expected
         {
-            return Err(format!("pack checksum {crc:#010x}, the manifest says {expected:#010x}"));
+            return Err(bad(format!("pack checksum {crc:#010x}, the manifest says {expected:#010x}")));
         }
         report.bytes += pack.size;
         Ok(own)
     }
 
     /// Streams one large record through its check; returns the running pack checksum.
-    async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, String> {
-        let at = |p: String| format!("record {:?} at offset {}: {p}", e.key, e.offset);
+    async fn verify_large(&self, pack: &PackRef, e: &Entry, mut crc: u32) -> Result<u32, Problem> {
+        let at = |p: String| record(pack, e, p);
         let end = e.offset + e.len;
         let mut chunked = None;
         let mut pos = e.offset;
         while pos < end {
             let next = (pos + CHUNK).min(end);
-            let chunk = self.store.get_range(&pack.name, pos..next).await.map_err(|e| e.to_string())?;
+            let chunk = self.store.get_range(&pack.name, pos..next).await.map_err(|x| at(x.to_string()))?;
             crc = crc32c::crc32c_append(crc, &chunk);
             chunked = Some(self.check_chunk(chunked, e, chunk).await.map_err(at)?);
             pos = next;
@@ -222,14 +314,14 @@ impl Archive {
 
 /// The archive index's records of a pack must all be in the pack's own index, and the others
 /// must be exactly the dead records the manifest counts.
-fn check_liveness(pack: &PackRef, live: &mut [u64], own: &HashMap<u64, u64>, problems: &mut Vec<String>) {
+fn check_liveness(pack: &PackRef, live: &mut [u64], own: &HashMap<u64, u64>, problems: &mut Vec<Problem>) {
     live.sort_unstable();
     let mut live_bytes = 0;
     for (i, f) in live.iter().enumerate() {
         match own.get(f) {
             Some(len) if i == 0 || live[i - 1] != *f => live_bytes += len,
             _ => {
-                problems.push(format!("{}: the archive index names a record its own index does not hold", pack.name));
+                problems.push(Problem::NotInPack { pack: pack.name.clone() });
                 return;
             }
         }
@@ -237,9 +329,17 @@ fn check_liveness(pack: &PackRef, live: &mut [u64], own: &HashMap<u64, u64>, pro
     let own_bytes: u64 = own.values().sum();
     let (dead_records, dead_bytes) = (own.len() as u64 - live.len() as u64, own_bytes - live_bytes);
     if (dead_records, dead_bytes) != (pack.dead_records, pack.dead_bytes) {
-        problems.push(format!(
-            "{}: {dead_records} records ({dead_bytes} bytes) are no longer indexed, the manifest counts {} ({} bytes)",
-            pack.name, pack.dead_records, pack.dead_bytes
-        ));
+        problems.push(Problem::DeadCounts {
+            pack: pack.name.clone(),
+            dead_records,
+            dead_bytes,
+            counted_records: pack.dead_records,
+            counted_bytes: pack.dead_bytes,
+        });
     }
+}
+
+/// A problem with record `e` of `pack`.
+fn record(pack: &PackRef, e: &Entry, detail: String) -> Problem {
+    Problem::Record { pack: pack.name.clone(), key: e.key.clone(), offset: e.offset, detail }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use haypack_format::{Compression, Container, RecordFrame};
 use haypack_pack::{DictChoice, PackOptions, pack};
-use haypack_read::{Archive, Error};
+use haypack_read::{Archive, Error, Problem};
 use haypack_store::LocalStore;
 use proptest::prelude::*;
 
@@ -277,8 +277,13 @@ async fn a_flipped_content_byte_is_corrupt_naming_the_key_pack_and_offset() {
             }
             let report = archive.verify().await.expect("verify runs");
             assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-            let problem = &report.problems[0];
-            assert!(problem.contains(&pack) && problem.contains(victim), "{problem}");
+            // Typed: the pack, the key and the offset, as the flip left them.
+            match &report.problems[0] {
+                Problem::Record { pack: p, key, offset: at, .. } => {
+                    assert_eq!((p, key.as_str(), *at), (&pack, victim, offset), "{compression:?}")
+                }
+                other => panic!("{compression:?} {victim}: expected a record problem, got {other:?}"),
+            }
 
             let out = arch.with_file_name("out");
             let err = archive.extract(&out, "", |_| {}).await.expect_err("extract fails");
@@ -307,7 +312,14 @@ async fn a_truncated_pack_is_corrupt() {
     }
     assert_eq!(archive.get("a.txt").await.expect("before the cut"), tree["a.txt"]);
     let report = archive.verify().await.expect("verify runs");
-    assert!(report.problems.iter().any(|p| p.contains("truncated")), "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::Size { what: "pack", found, expected, .. } if found < expected)),
+        "{:?}",
+        report.problems
+    );
 }
 
 #[tokio::test]

@@ -733,7 +733,7 @@ async fn verify(ctx: &Ctx, location: &str) -> Result<ExitCode> {
     for p in &report.problems {
         // The exit code carries the verdict: a reader that stopped listening (a closed pipe)
         // must neither panic `println!` nor turn a failed check into success.
-        if writeln!(out, "BAD {}", for_terminal(p, terminal)).is_err() {
+        if writeln!(out, "BAD {}", for_terminal(&p.to_string(), terminal)).is_err() {
             break;
         }
     }
