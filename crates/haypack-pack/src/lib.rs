@@ -38,7 +38,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use haypack_format::{Compression, Dictionary, IndexRef, MANIFEST_NAME, Manifest};
+use haypack_format::{Compression, IndexRef, MANIFEST_NAME, Manifest};
 use haypack_source::SourceOptions;
 pub use haypack_source::{Content, Format, Record, Skipped, Source};
 use haypack_store::{Finished, PutMode, Store};
@@ -153,9 +153,25 @@ pub async fn pack(
     let placement = Placement { first_id, suffix: String::new(), resume };
     let index_name = format!("index/{generation:06}.hpi");
     let (result, written) = tokio::task::spawn_blocking(move || {
-        let dict = train(&src, &o)?;
+        let mut source = open_source(&src, &o)?;
+        // A directory is sampled all over before packing; a stream, by its first records,
+        // which are then packed first.
+        let mut head = match wants_dictionary(&o) && !src.is_dir() {
+            true => Some(dict::train_on_head(&src, &mut *source, &o, 1)?),
+            false => None,
+        };
+        let dict = match head.as_mut() {
+            Some(head) => head.dictionary.take(),
+            None if wants_dictionary(&o) => dict::train(&src, &o, 1)?,
+            None => None,
+        }
+        .map(Arc::new);
         let mut writer = RecordWriter::new(s.clone(), o.clone(), progress, placement, dict.clone());
-        let fed = feed_source(&mut writer, &src, &o);
+        let fed = match head {
+            Some(head) => writer.write_head(head),
+            None => Ok(()),
+        }
+        .and_then(|()| writer.write_source(&mut *source));
         // Whatever happens, what was written is known, so a failure can remove it.
         let written = writer.finish();
         let (written, fed) = match (written, fed) {
@@ -221,28 +237,30 @@ pub async fn pack(
     }
 }
 
-/// Trains the dictionary the options ask for on the tree at `src`, as dictionary 1 of a new
-/// archive.
-fn train(src: &Path, opts: &PackOptions) -> Result<Option<Arc<Dictionary>>> {
-    if opts.compression.container != haypack_format::Container::Zstd || !opts.compression.compress {
-        return Ok(None);
-    }
-    Ok(dict::train(src, opts, 1)?.map(Arc::new))
+/// Whether the options ask for a dictionary to be trained (zstd compressing records only).
+fn wants_dictionary(opts: &PackOptions) -> bool {
+    opts.dictionary != DictChoice::Off
+        && opts.compression.container == haypack_format::Container::Zstd
+        && opts.compression.compress
 }
 
-/// Writes every record of `src`: a directory, or a stream that `opts.format` names or its bytes
-/// reveal (see [`haypack_source::open`]; `-` is standard input), or a single file that is none
-/// of those, as one record under its name.
-pub(crate) fn feed_source(writer: &mut RecordWriter, src: &Path, opts: &PackOptions) -> Result<()> {
+/// The records of `src`: a directory, or a stream that `opts.format` names or its bytes reveal
+/// (see [`haypack_source::open`]; `-` is standard input), or a single file that is none of
+/// those, as one record under its name.
+fn open_source<'a>(src: &Path, opts: &PackOptions) -> Result<Box<dyn Source + 'a>> {
     let source_opts = SourceOptions { skip_unreadable: opts.skip_unreadable, follow_symlinks: opts.follow_symlinks };
-    let mut source = match haypack_source::open(src, opts.format, &source_opts) {
+    Ok(match haypack_source::open(src, opts.format, &source_opts) {
         // A single file that is no archive is packed as itself, under its name.
         Err(haypack_source::Error::UnknownFormat { .. }) if opts.format.is_none() && src.is_file() => {
             Box::new(haypack_source::DirSource::new(src, &source_opts))
         }
         source => source?,
-    };
-    writer.write_source(&mut *source)
+    })
+}
+
+/// Writes every record of `src` (see [`open_source`]).
+pub(crate) fn feed_source(writer: &mut RecordWriter, src: &Path, opts: &PackOptions) -> Result<()> {
+    writer.write_source(&mut *open_source(src, opts)?)
 }
 
 /// Writes sorted entries as the index object `name`. Returns the index's root and the object

@@ -183,6 +183,20 @@ impl RecordWriter {
         Ok(())
     }
 
+    /// Writes the head of a stream that a dictionary was learnt from: its skipped entries and
+    /// its records.
+    pub(crate) fn write_head(&mut self, head: crate::dict::Head) -> Result<()> {
+        for s in head.skipped {
+            self.skip(s);
+        }
+        for r in head.records {
+            self.write(r)?;
+        }
+        // The spooled record, if any, was read above: its file may go.
+        drop(head.spool);
+        Ok(())
+    }
+
     /// Writes one record. Its content is read to the end before this returns.
     pub fn write(&mut self, record: Record<'_>) -> Result<()> {
         let key = format!("{}{}", self.key_prefix, record.key);

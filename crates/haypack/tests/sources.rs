@@ -108,3 +108,43 @@ fn a_truncated_stream_commits_nothing_and_says_where() {
     let left = std::fs::read_dir(arch.join("packs")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "a failed pack leaves nothing behind");
 }
+
+#[test]
+fn a_stream_learns_its_dictionary_from_its_first_records_and_loses_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // Small JSON records, then one too large to sample (it ends the sample and waits in a
+    // temporary file), then more small ones.
+    for (dir, range) in [("first", 0..300), ("then", 300..400)] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+        for i in range {
+            let body = format!(
+                "{{\"id\": {i}, \"name\": \"product {i}\", \"price\": {}.{:02}, \"tags\": [\"t{}\", \"t{}\"], \"stock\": {}}}\n",
+                i * 7 % 500,
+                i % 100,
+                i % 13,
+                i % 29,
+                i * 31 % 1000
+            );
+            std::fs::write(src.join(format!("{dir}/{i:05}.json")), body.repeat(4)).unwrap();
+        }
+    }
+    std::fs::write(src.join("big.bin"), haypack_testkit::noise(12 << 20, 5)).unwrap();
+    let tar =
+        Std::new("tar").arg("-cf").arg("-").arg("-C").arg(&src).args(["first", "big.bin", "then"]).output().unwrap();
+    assert!(tar.status.success());
+
+    let info = |arch: &Path| -> serde_json::Value {
+        serde_json::from_slice(&haypack().args(["info", "--json"]).arg(arch).output().unwrap().stdout).unwrap()
+    };
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    haypack().args(["pack", "--dict=on", "-"]).arg(&with).write_stdin(tar.stdout.clone()).assert().success();
+    haypack().args(["pack", "-"]).arg(&without).write_stdin(tar.stdout).assert().success();
+    assert_holds(&with, &src);
+    let (with, without) = (info(&with), info(&without));
+    assert!(with["dictionary_bytes"].as_u64().unwrap() > 0, "{with}");
+    assert_eq!(with["records"], 401);
+    // The dictionary pays: the small records store smaller than without it.
+    let small = |i: &serde_json::Value| i["stored_bytes"].as_u64().unwrap() - (12 << 20);
+    assert!(small(&with) < small(&without), "{} against {}", small(&with), small(&without));
+}
