@@ -26,9 +26,6 @@ use crate::{DEFAULT_PACK_SIZE, Error, Progress, Result, fault};
 /// budget comes whole, a larger one in pieces this size; each is checked a step at a time
 /// ([`RecordCheck`]), so what a copy holds does not depend on what the record decodes to.
 const CHUNK: u64 = Budget::WHOLE;
-/// Dead bytes between live records that are cheaper to read along than to skip with another
-/// request.
-const GAP: u64 = 1 << 20;
 
 /// How to compact.
 #[derive(Debug, Clone)]
@@ -336,18 +333,9 @@ impl Copier {
     }
 }
 
-/// The byte ranges to read live records in (sorted by offset): neighbours less than GAP apart
-/// share a range of at most CHUNK bytes.
+/// The byte ranges to read live records in (sorted by offset): see [`haypack_read::coalesce`].
 fn spans(live: &[Entry]) -> Vec<Range<u64>> {
-    let mut out: Vec<Range<u64>> = Vec::new();
-    for e in live {
-        let end = e.offset + e.len;
-        match out.last_mut() {
-            Some(s) if e.offset - s.end < GAP && end - s.start <= CHUNK => s.end = end,
-            _ => out.push(e.offset..end),
-        }
-    }
-    out
+    haypack_read::coalesce(live, CHUNK).into_iter().map(|s| s.bytes).collect()
 }
 
 fn run_end(run: &[Entry]) -> u64 {

@@ -19,33 +19,56 @@ pub const IN_FLIGHT: usize = 4;
 /// One request: a byte range of a pack and the records inside it.
 #[derive(Debug)]
 struct Run {
-    pack: u32,
     start: u64,
     end: u64,
     entries: Vec<Entry>,
+}
+
+/// Where records sorted by (pack, offset) are read from: each span is one range of one pack,
+/// the records `entries` (indexes into the slice given) inside it. Neighbours less than
+/// [`MAX_GAP`] apart share a span as long as it stays within `max_len` bytes; a record longer
+/// than that has a span of its own. The one rule for merging reads: batch reads and compaction
+/// both use it.
+pub fn coalesce(sorted: &[Entry], max_len: u64) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    for (i, e) in sorted.iter().enumerate() {
+        let end = e.offset.saturating_add(e.len);
+        match spans.last_mut() {
+            Some(s)
+                if s.pack == e.pack
+                    && e.offset >= s.bytes.end
+                    && e.offset - s.bytes.end < MAX_GAP
+                    && end - s.bytes.start <= max_len =>
+            {
+                s.bytes.end = end;
+                s.entries.end = i + 1;
+            }
+            _ => spans.push(Span { pack: e.pack, bytes: e.offset..end, entries: i..i + 1 }),
+        }
+    }
+    spans
+}
+
+/// One range to read (see [`coalesce`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The pack.
+    pub pack: u32,
+    /// The bytes of it to read.
+    pub bytes: std::ops::Range<u64>,
+    /// The records inside, as indexes into the entries coalesced.
+    pub entries: std::ops::Range<usize>,
 }
 
 /// Groups entries into runs. Records [`Budget::whole`] does not allow are returned alone, to be
 /// streamed.
 fn plan(mut entries: Vec<Entry>) -> (Vec<Run>, Vec<Entry>) {
     entries.sort_by_key(|e| (e.pack, e.offset));
-    let (mut runs, mut large): (Vec<Run>, Vec<Entry>) = (Vec::new(), Vec::new());
-    for e in entries {
-        if !Budget::whole(e.len, e.raw_len) {
-            large.push(e);
-            continue;
-        }
-        let end = e.offset.saturating_add(e.len);
-        match runs.last_mut() {
-            Some(r)
-                if r.pack == e.pack && e.offset >= r.end && e.offset - r.end < MAX_GAP && end - r.start <= MAX_RUN =>
-            {
-                r.end = end;
-                r.entries.push(e);
-            }
-            _ => runs.push(Run { pack: e.pack, start: e.offset, end, entries: vec![e] }),
-        }
-    }
+    let (whole, large): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| Budget::whole(e.len, e.raw_len));
+    let runs = coalesce(&whole, MAX_RUN)
+        .into_iter()
+        .map(|s| Run { start: s.bytes.start, end: s.bytes.end, entries: whole[s.entries].to_vec() })
+        .collect();
     (runs, large)
 }
 
@@ -139,7 +162,7 @@ mod tests {
         ];
         let (runs, large) = plan(entries);
         let shape: Vec<(u32, u64, u64, usize)> =
-            runs.iter().map(|r| (r.pack, r.start, r.end, r.entries.len())).collect();
+            runs.iter().map(|r| (r.entries[0].pack, r.start, r.end, r.entries.len())).collect();
         assert_eq!(shape, [(1, 0, 150, 2), (1, 150 + MAX_GAP, 160 + MAX_GAP, 1), (2, 0, 10, 1)]);
         assert_eq!(large.len(), 1);
     }

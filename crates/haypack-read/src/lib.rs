@@ -45,7 +45,7 @@ use haypack_format::{
 use haypack_store::Store;
 
 #[doc(hidden)]
-pub use crate::batch::plan_counts;
+pub use crate::batch::{Span, coalesce, plan_counts};
 pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
 pub use crate::export::ExportReport;
