@@ -54,6 +54,9 @@ pub struct S3Options {
     /// Copy byte ranges between objects inside the store (UploadPartCopy) where a writer can;
     /// off, such bytes are downloaded and uploaded again (for stores without UploadPartCopy).
     pub server_side_copy: bool,
+    /// How long to wait for an answer to start, and then for each next piece of its body: a
+    /// server silent for longer is given up on, and the request made again.
+    pub read_timeout: Duration,
 }
 
 impl Default for S3Options {
@@ -65,6 +68,7 @@ impl Default for S3Options {
             part_size: 8 << 20,
             concurrency: 8,
             server_side_copy: true,
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -177,7 +181,7 @@ impl S3Store {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
+                    .read_timeout(opts.read_timeout)
                     .build(),
             );
         if sdk.region().is_none() {
@@ -302,14 +306,19 @@ impl S3Store {
     }
 
     /// Reads a response body of exactly `expected` bytes and no more: one that runs past is
-    /// refused as soon as it does, one that ends early (or breaks off) when it ends. Starts with
-    /// room for `capacity` bytes, the rest as they come: what is allocated follows what arrives,
-    /// never a number from the answer.
+    /// refused as soon as it does, one that ends early, breaks off or stalls (nothing for the
+    /// read timeout) when it does. Starts with room for `capacity` bytes, the rest as they come:
+    /// what is allocated follows what arrives, never a number from the answer.
     async fn body(&self, name: &str, mut body: ByteStream, expected: u64, capacity: usize) -> Result<Bytes> {
         let mut out = bytes::BytesMut::with_capacity(capacity);
         let short = |got: usize, cause: String| AnswerProblem::BodyTooShort { expected, got: got as u64, cause };
+        let wait = self.inner.opts.read_timeout;
         loop {
-            match body.try_next().await {
+            let Ok(next) = tokio::time::timeout(wait, body.try_next()).await else {
+                let cause = format!(": nothing came for {} s", wait.as_secs_f64());
+                return Err(self.bad_answer("reading", name, short(out.len(), cause)));
+            };
+            match next {
                 Ok(Some(chunk)) => {
                     if (out.len() + chunk.len()) as u64 > expected {
                         return Err(self.bad_answer("reading", name, AnswerProblem::BodyTooLong { expected }));

@@ -61,6 +61,7 @@ impl TestServer {
             part_size,
             concurrency: 4,
             server_side_copy: true,
+            ..S3Options::default()
         }
     }
 

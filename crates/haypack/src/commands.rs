@@ -54,12 +54,13 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let S3Args { endpoint_url, part_size, concurrency, no_server_copy } = cli.s3;
+    let S3Args { endpoint_url, part_size, concurrency, no_server_copy, timeout } = cli.s3;
     let s3 = S3Options {
         endpoint_url,
         part_size: part_size as usize,
         concurrency,
         server_side_copy: !no_server_copy,
+        read_timeout: timeout,
         ..S3Options::default()
     };
     let cache_dir = match (cli.no_cache, cli.cache_dir) {

@@ -48,6 +48,10 @@ struct S3Args {
     /// byte instead. For S3-compatible stores that lack UploadPartCopy.
     #[arg(long = "s3-no-server-copy", global = true)]
     no_server_copy: bool,
+    /// How long to wait for an answer to start, and for each next piece of its body, before
+    /// asking again (e.g. 30s, 2m).
+    #[arg(long = "s3-timeout", global = true, default_value = "60s", value_parser = human::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 /// How files become records and packs: shared by `pack` and `add`.

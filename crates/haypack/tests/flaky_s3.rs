@@ -1,6 +1,7 @@
 //! The CLI through a fault-injecting proxy in front of Garage. One request in three goes wrong:
 //! a `503 SlowDown`, a connection dropped before the request reaches the server, a body that
-//! breaks off halfway, or (for a range) a body cut short with a Content-Length to match. `pack`
+//! breaks off halfway, (for a range) a body cut short with a Content-Length to match, or a
+//! stall: no answer at all, or half a body and then nothing, until the client gives up. `pack`
 //! straight to S3, `push`, `get`, `extract`, `rm` and `compact` must all come through with
 //! exactly the bytes they were given, and every generation they commit must verify (checked
 //! straight against Garage, not through the proxy). A proxy that ignores `Range` must make reads
@@ -38,6 +39,9 @@ enum Fault {
     BrokenBody,
     /// A range answered with half its bytes and a Content-Length that says so.
     CutRange,
+    /// A read answered with its head and half its body, then nothing more; anything else not
+    /// answered at all (and not forwarded). Held until the client hangs up.
+    Stall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,9 +107,10 @@ fn fault_for(n: u64, req: &Request<Incoming>) -> Option<Fault> {
     }
     let reads = req.method() == hyper::Method::GET;
     let ranged = req.headers().contains_key(hyper::header::RANGE);
-    Some(match (n / 3) % 4 {
-        0 => Fault::SlowDown,
-        1 => Fault::Dropped,
+    Some(match (n / 3) % 8 {
+        0 | 4 => Fault::SlowDown,
+        1 | 5 => Fault::Dropped,
+        7 => Fault::Stall,
         3 if ranged => Fault::CutRange,
         _ if reads => Fault::BrokenBody,
         _ => Fault::Dropped,
@@ -135,6 +140,7 @@ async fn answer(
                 .unwrap());
         }
         Some(Fault::Dropped) => return Err(std::io::Error::other("dropped by the fault proxy")),
+        Some(Fault::Stall) if req.method() != hyper::Method::GET => std::future::pending::<()>().await,
         _ => {}
     }
     let ranged = req.headers().contains_key(hyper::header::RANGE);
@@ -154,6 +160,11 @@ async fn answer(
             let frames = [Ok(Frame::data(half)), Err(std::io::Error::other("connection broken by the fault proxy"))];
             StreamBody::new(futures::stream::iter(frames)).boxed()
         }
+        Some(Fault::Stall) => {
+            let frames =
+                futures::StreamExt::chain(futures::stream::iter([Ok(Frame::data(half))]), futures::stream::pending());
+            StreamBody::new(frames).boxed()
+        }
         Some(Fault::CutRange) if bytes.len() > 1 => {
             head.headers.insert(hyper::header::CONTENT_LENGTH, half.len().into());
             Full::new(half).map_err(|e| match e {}).boxed()
@@ -170,7 +181,8 @@ fn haypack(server: &TestServer, endpoint: &str, cache: &Path) -> Command {
         .env_remove("AWS_PROFILE")
         .env_remove("HAYPACK_LOG")
         .env("XDG_CACHE_HOME", cache)
-        .args(["--quiet", "--s3-part-size", "5M"]);
+        // A stalled answer is given up on after 3 s (and asked for again).
+        .args(["--quiet", "--s3-part-size", "5M", "--s3-timeout", "3s"]);
     cmd
 }
 
@@ -257,7 +269,7 @@ fn every_writer_and_reader_comes_through_a_flaky_proxy_with_the_same_bytes() {
 
     // The proxy did its job: every kind of fault, many times.
     let faults = proxy.faults();
-    for kind in [Fault::SlowDown, Fault::Dropped, Fault::BrokenBody, Fault::CutRange] {
+    for kind in [Fault::SlowDown, Fault::Dropped, Fault::BrokenBody, Fault::CutRange, Fault::Stall] {
         assert!(faults.get(&kind).copied().unwrap_or(0) >= 2, "too few {kind:?} faults: {faults:?}");
     }
 }
