@@ -319,7 +319,7 @@ async fn zstd_records_go_out_as_their_zstd_frame_to_clients_that_take_zstd() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_record_too_large_to_hold_streams_and_ranges_cut_it() {
+async fn a_record_too_large_to_hold_is_served_whole_and_ranges_cut_it() {
     let src = tempfile::tempdir().unwrap();
     let big = noise(20 << 20, 3);
     std::fs::write(src.path().join("big.bin"), &big).unwrap();
