@@ -444,12 +444,13 @@ async fn reload_every_picks_up_a_new_generation_by_itself() {
     std::fs::write(src.path().join("v.txt"), "version 2").unwrap();
     std::fs::write(src.path().join("new.txt"), "new").unwrap();
     pack(src.path(), store.clone(), stored(), true).await;
-    for _ in 0..50 {
-        if server.handle.generation() == 2 {
-            break;
+    // Until the reloader has seen it (a guard, not a budget: it reloads every 100 ms).
+    let seen = async {
+        while server.handle.generation() != 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(60), seen).await.expect("the reloader never saw generation 2");
     assert_eq!(curl(&server.url, "/v.txt", &[]).await.body, b"version 2");
     assert_eq!(curl(&server.url, "/new.txt", &[]).await.status, 200);
     server.stop().await;
@@ -475,11 +476,12 @@ async fn shutdown_lets_requests_in_flight_finish_and_then_refuses_connections() 
 // ---------------------------------------------------------------------------------------------
 // Timeouts and the upstream bound
 
-/// A store whose range reads take `delay`, and that records how many ran at once.
+/// A store whose range reads wait until the test opens its gate (never, for a stuck store),
+/// and that records how many are inside at once.
 #[derive(Debug)]
 struct Slow {
     inner: LocalStore,
-    delay: Duration,
+    open: tokio::sync::watch::Sender<bool>,
     now: AtomicUsize,
     most: AtomicUsize,
 }
@@ -503,7 +505,7 @@ impl Store for Slow {
     ) -> haypack_store::Result<(Bytes, String)> {
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
         self.now.fetch_sub(1, Ordering::SeqCst);
         self.inner.get_range_pinned(name, range, version).await
     }
@@ -529,33 +531,38 @@ async fn upstream_reads_are_bounded_and_slow_ones_time_out() {
     let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     tree(src.path());
     pack(src.path(), Arc::new(LocalStore::new(dest.path())), Compression::default(), false).await;
-    let slow = |delay| {
+    let gated = || {
         Arc::new(Slow {
             inner: LocalStore::new(dest.path()),
-            delay,
+            open: tokio::sync::watch::channel(false).0,
             now: AtomicUsize::new(0),
             most: AtomicUsize::new(0),
         })
     };
 
-    let bounded = slow(Duration::from_millis(100));
+    // Eight requests, reads held at the gate: two get in, the others wait for a slot.
+    let bounded = gated();
     let server = start(bounded.clone(), ServeOptions { max_upstream: 2, ..ServeOptions::default() }).await;
-    let requests = (0..8).map(|i| {
-        let url = server.url.clone();
-        tokio::spawn(async move { curl(&url, &format!("/a/{i:03}.json"), &[]).await.status })
-    });
-    for r in requests.collect::<Vec<_>>() {
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let url = server.url.clone();
+            tokio::spawn(async move { curl(&url, &format!("/a/{i:03}.json"), &[]).await.status })
+        })
+        .collect();
+    while bounded.now.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    bounded.open.send_replace(true);
+    for r in requests {
         assert_eq!(r.await.unwrap(), 200);
     }
     assert_eq!(bounded.most.load(Ordering::SeqCst), 2, "never more upstream reads than the bound");
     server.stop().await;
 
-    let stuck = slow(Duration::from_secs(5));
+    // A store that never answers: the request times out (a 504 can come from nothing else).
     let options = ServeOptions { request_timeout: Duration::from_millis(300), ..ServeOptions::default() };
-    let server = start(stuck, options).await;
-    let started = std::time::Instant::now();
+    let server = start(gated(), options).await;
     assert_eq!(curl(&server.url, "/a/001.json", &[]).await.status, 504);
-    assert!(started.elapsed() < Duration::from_secs(3));
     server.stop().await;
 }
 
