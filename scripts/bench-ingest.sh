@@ -89,6 +89,7 @@ if want ingest; then
             cmp <("$bin" -q ls "$d1") <("$bin" -q ls "$d2") || { log "the two archives differ"; exit 1; }
         done
     done
+    rm -rf "$work/direct" "$work/viadir" "$work/extracted"
     echo "### Ingesting a tar.zst of the 100k corpus"
     echo
     echo "| into | straight from the tar.zst | \`tar -x\` | then \`pack DIR\` | extract + pack | ratio | peak RSS straight / pack DIR |"
