@@ -4,46 +4,26 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 use assert_cmd::Command;
+use common::{GarageNode, start_servers, wait_until};
 use predicates::prelude::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A private Garage: its settings, and the running server.
 struct Garage {
     env: Vec<(String, String)>,
-    config: String,
-    endpoint: String,
-    server: Option<Child>,
-    pid: u32,
+    node: GarageNode,
 }
 
 impl Garage {
-    /// A Garage of the test's own; fails the test if Garage is not installed (the tests that
-    /// start one are `#[ignore]`d in a bare `cargo test`: scripts/test.sh installs it).
+    /// A Garage of the test's own.
     fn start(dir: &Path) -> Self {
-        let have = StdCommand::new("garage").arg("--version").output().is_ok_and(|o| o.status.success());
-        assert!(have, "garage is not installed: scripts/test.sh installs it");
-        let env_file = dir.join("env");
-        let status = StdCommand::new(repo().join("scripts/s3-servers.sh"))
-            .arg("garage")
-            .arg(dir.join("garage"))
-            .arg(&env_file)
-            .status()
-            .unwrap();
-        assert!(status.success(), "starting a private Garage failed");
-        let vars: Vec<(String, String)> = std::fs::read_to_string(&env_file)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export ")?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
-        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+        let vars = start_servers("garage", dir);
+        let get = |k: &str| vars[k].clone();
         Garage {
             env: vec![
                 ("AWS_ENDPOINT_URL".into(), get("HAYPACK_TEST_GARAGE_ENDPOINT")),
@@ -52,46 +32,18 @@ impl Garage {
                 ("AWS_REGION".into(), get("HAYPACK_TEST_GARAGE_REGION")),
                 ("XDG_CACHE_HOME".into(), dir.join("cache").display().to_string()),
             ],
-            config: get("HAYPACK_TEST_GARAGE_CONFIG"),
-            endpoint: get("HAYPACK_TEST_GARAGE_ENDPOINT"),
-            pid: get("HAYPACK_TEST_GARAGE_PID").parse().unwrap(),
-            server: None,
-        }
-    }
-
-    fn kill(&mut self) {
-        match self.server.take() {
-            Some(mut child) => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-            }
-            None => {
-                StdCommand::new("kill").args(["-9", &self.pid.to_string()]).status().unwrap();
-            }
-        }
-    }
-
-    fn restart(&mut self) {
-        let child = StdCommand::new("garage")
-            .args(["-c", &self.config, "server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.pid = child.id();
-        self.server = Some(child);
-        let started = Instant::now();
-        let addr = self.endpoint.trim_start_matches("http://").to_owned();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "Garage did not come back");
-            std::thread::sleep(Duration::from_millis(100));
+            node: GarageNode::new(
+                get("HAYPACK_TEST_GARAGE_ENDPOINT"),
+                get("HAYPACK_TEST_GARAGE_CONFIG"),
+                get("HAYPACK_TEST_GARAGE_PID").parse().unwrap(),
+            ),
         }
     }
 
     fn options(&self) -> haypack_s3::S3Options {
         let var = |k: &str| self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
         haypack_s3::S3Options {
-            endpoint_url: Some(self.endpoint.clone()),
+            endpoint_url: Some(self.node.endpoint.clone()),
             region: Some(var("AWS_REGION")),
             credentials: Some((var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))),
             ..haypack_s3::S3Options::default()
@@ -103,24 +55,16 @@ impl Garage {
     fn wait_for_first_pack(&self, url: &str, child: &mut Child) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let store = runtime.block_on(haypack_s3::S3Store::connect(url, self.options())).unwrap();
-        let started = Instant::now();
-        while runtime.block_on(haypack_store::Store::list(&store, "packs/")).unwrap().is_empty() {
+        wait_until("the first pack", || {
             assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
-            assert!(started.elapsed() < Duration::from_secs(60), "no pack appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            !runtime.block_on(haypack_store::Store::list(&store, "packs/")).unwrap().is_empty()
+        });
     }
 
     fn haypack(&self) -> Command {
         let mut cmd = Command::cargo_bin("haypack").unwrap();
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).arg("--quiet");
         cmd
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -151,13 +95,13 @@ fn a_push_interrupted_by_a_dead_server_resumes_after_restart() {
     let mut child = push.spawn().unwrap();
     // Kill the server once the first pack is complete on it, with the others still to go.
     garage.wait_for_first_pack(url, &mut child);
-    garage.kill();
+    garage.node.kill();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the push should have failed when the server died");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pushing") && stderr.contains(url), "unclear error: {stderr}");
 
-    garage.restart();
+    garage.node.restart();
     garage.haypack().args(["uploads", url]).assert().success(); // lists what was left, if anything
     garage.haypack().arg("push").arg(&local).arg(url).assert().success();
     garage.haypack().args(["verify", url]).assert().success();

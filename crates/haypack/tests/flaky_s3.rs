@@ -9,9 +9,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,25 +188,6 @@ fn haypack(server: &TestServer, endpoint: &str, cache: &Path) -> Command {
     cmd
 }
 
-/// The test sample and two files large enough to go up in several parts.
-fn source(dir: &Path) -> PathBuf {
-    let src = dir.join("src");
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sample");
-    for entry in walkdir::WalkDir::new(&sample) {
-        let entry = entry.unwrap();
-        let target = src.join(entry.path().strip_prefix(&sample).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-    for i in 0..2u64 {
-        std::fs::write(src.join(format!("big-{i}.bin")), haypack_testkit::noise(12 << 20, i + 1)).unwrap();
-    }
-    src
-}
-
 /// Every file under `dir`, by its path relative to it.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
@@ -233,7 +216,7 @@ fn every_writer_and_reader_comes_through_a_flaky_proxy_with_the_same_bytes() {
     let cache = tmp.path().join("cache");
     let flaky = || haypack(&garage, &through, &cache);
     let direct = || haypack(&garage, &garage.endpoint, &cache);
-    let src = source(tmp.path());
+    let src = common::sample_with_big(tmp.path(), 12 << 20);
     let mut expected = files(&src);
 
     // Pack straight to S3.
@@ -242,7 +225,7 @@ fn every_writer_and_reader_comes_through_a_flaky_proxy_with_the_same_bytes() {
     assert_eq!(committed(direct, &url), expected, "pack through the proxy");
 
     // Read: get (cold, no cache), then extract.
-    let keys = expected.keys().filter(|k| k.starts_with("notes/") || k.starts_with("big-") || k.ends_with("0.json"));
+    let keys = expected.keys().filter(|k| k.starts_with("notes/") || k.starts_with("big") || k.ends_with("0.json"));
     for key in keys {
         flaky().args(["--no-cache", "get", &url, key]).assert().success().stdout(predicate::eq(expected[key].clone()));
     }
@@ -282,7 +265,7 @@ fn a_proxy_that_ignores_range_makes_reads_fail_with_a_named_error_and_write_noth
     let through = format!("http://{}", proxy.addr);
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let src = source(tmp.path());
+    let src = common::sample_with_big(tmp.path(), 12 << 20);
     let url = garage.fresh_url("ignores-range");
     haypack(&garage, &garage.endpoint, &cache).arg("pack").arg(&src).arg(&url).assert().success();
 
