@@ -4,10 +4,10 @@
 //! `python/haypack`, which calls this module.
 //!
 //! Three rules hold everywhere here:
-//! - every call that reads, writes or decodes runs with the GIL released ([`run`]);
+//! - every call that reads, writes or decodes runs with the GIL released (`run`);
 //! - the tokio runtime and every store belong to one process: after a `fork` they are rebuilt,
-//!   and the parent's copies are leaked, never used or dropped ([`runtime`], [`Location`]);
-//! - every error leaves through [`errors::to_py`], the one mapping onto the Python hierarchy.
+//!   and the parent's copies are leaked, never used or dropped (`runtime`, `Location`);
+//! - every error leaves through `errors::to_py`, the one mapping onto the Python hierarchy.
 
 mod archive;
 mod errors;

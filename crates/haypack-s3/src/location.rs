@@ -37,7 +37,9 @@ mod tests {
     async fn locations_pick_their_store() {
         let local = store_at("some/dir", S3Options::default()).await.expect("a directory is a store");
         assert!(local.describe().ends_with("some/dir"), "{}", local.describe());
-        let err = store_at("http://example.invalid/x", S3Options::default()).await.err().expect("refused");
+        let Err(err) = store_at("http://example.invalid/x", S3Options::default()).await else {
+            panic!("another scheme is refused")
+        };
         assert!(err.to_string().contains("local directory or s3://"), "{err}");
         assert!(is_remote("s3://bucket/x") && !is_remote("/tmp/x"));
     }
