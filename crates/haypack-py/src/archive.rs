@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use haypack_format::Entry;
+use haypack_format::{Budget, Entry};
 use haypack_read::{Archive, Want};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -143,10 +143,40 @@ impl NativeArchive {
         PyBytes::new(py, &self.manifest)
     }
 
-    /// The verified content of `key`.
+    /// The verified content of `key`. A record within the reader's budget is read with one
+    /// range read and decoded whole; a larger one is decoded a step at a time straight into the
+    /// `bytes` object returned, so memory holds it once, not twice.
     fn get<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyBytes>> {
-        let content = run(py, async { Ok(self.archive().await?.get(&key).await?) })?;
-        Ok(PyBytes::new(py, &content))
+        let (entry, small) = run(py, async {
+            let archive = self.archive().await?;
+            let entry = archive.stat(&key).await?;
+            if !Budget::whole(entry.len, entry.raw_len) {
+                return Ok((entry, None));
+            }
+            let mut content = None;
+            archive
+                .get_many(vec![entry.clone()], |_, c| {
+                    content = Some(c);
+                    Ok(())
+                })
+                .await?;
+            Ok((entry, content))
+        })?;
+        if let Some(content) = small {
+            return Ok(PyBytes::new(py, &content));
+        }
+        let len = usize::try_from(entry.raw_len)
+            .map_err(|_| to_py(Failure::Other(format!("{key:?} is too large for this machine"))))?;
+        PyBytes::new_with(py, len, |buf| {
+            run(py, async {
+                let mut out: &mut [u8] = buf;
+                self.archive().await?.get_to(&key, &mut out).await?;
+                match out.len() {
+                    0 => Ok(()),
+                    n => Err(Failure::Other(format!("{key:?} decoded {n} bytes short of its length"))),
+                }
+            })
+        })
     }
 
     /// Whether `key` is in the archive.

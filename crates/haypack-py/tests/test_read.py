@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import subprocess
+import sys
 import threading
 import types
+from pathlib import Path
+from typing import Tuple
 
 import haypack
 
@@ -122,3 +126,58 @@ def test_threads_reading_at_once_get_the_right_bytes(packed: Packed) -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+class _Zeros:
+    """A binary file of `size` zero bytes, made as it is read."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return bytes(n)
+
+
+_PEAK = """
+import sys, haypack
+
+def status(field):  # kB, from the kernel: VmRSS now, VmHWM the peak so far
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+a = haypack.open(sys.argv[1])
+a.get("small")
+before = status("VmRSS")
+if sys.argv[2] == "stream":
+    n = 0
+    with a.open_record("zeros") as f:
+        while True:
+            piece = f.read(1 << 20)
+            if not piece:
+                break
+            n += len(piece)
+else:
+    n = len(a.get("zeros"))
+print(n, status("VmHWM") - before)
+"""
+
+
+def test_streaming_a_record_holds_a_bounded_amount(tmp_path: Path) -> None:
+    size = 128 << 20  # a few hundred KB stored, 128 MiB decoded
+    with haypack.Writer(tmp_path / "a") as w:
+        w.write("zeros", _Zeros(size))
+        w.write("small", b"x")
+
+    def peak(how: str) -> Tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", _PEAK, str(tmp_path / "a"), how], check=True,
+                             capture_output=True, text=True).stdout.split()
+        return int(out[0]), int(out[1])
+
+    streamed, stream_peak = peak("stream")
+    whole, whole_peak = peak("whole")
+    assert streamed == whole == size
+    assert size <= whole_peak < size * 3 // 2  # get() holds a large record once, in its bytes...
+    assert stream_peak < 32 << 20, stream_peak  # ...and streaming holds a few chunks, not the record
