@@ -94,29 +94,55 @@ impl<'py> FromPyObject<'_, 'py> for Data {
 #[pyclass(frozen, module = "haypack._haypack", name = "NativeWriter")]
 pub(crate) struct NativeWriter {
     pid: u32,
-    writer: Mutex<Option<Writer>>,
+    writer: Mutex<State>,
+}
+
+/// Where a writer is in its life.
+enum State {
+    /// Ready for the next call.
+    Idle(Box<Writer>),
+    /// A call has it (another thread's `write`).
+    Busy,
+    /// Committed, made a segment, or closed.
+    Done,
 }
 
 impl Drop for NativeWriter {
     fn drop(&mut self) {
         // A parent's writer dropped in a forked child: its uploads belong to the parent.
         if self.pid != std::process::id() {
-            let writer = self.writer.get_mut().map(Option::take).unwrap_or_default();
-            std::mem::forget(writer);
+            let state = self.writer.get_mut().map(|s| std::mem::replace(s, State::Done));
+            std::mem::forget(state);
         }
     }
 }
 
 impl NativeWriter {
-    /// Takes the writer out, for the call that ends it.
+    /// Takes the writer out for one call; it is put back (`write`) or marked done.
     fn take(&self) -> Result<Writer, Failure> {
         if self.pid != std::process::id() {
             return Err(Failure::Other(
                 "a Writer cannot be used in a child process (after fork): make one there".into(),
             ));
         }
-        let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.take().ok_or_else(|| Failure::Invalid("the writer was already committed or closed".into()))
+        let mut state = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match std::mem::replace(&mut *state, State::Busy) {
+            State::Idle(w) => Ok(*w),
+            State::Busy => {
+                Err(Failure::Invalid("the writer is in use by another thread: write from one thread".into()))
+            }
+            State::Done => {
+                *state = State::Done;
+                Err(Failure::Invalid("the writer was already committed or closed".into()))
+            }
+        }
+    }
+
+    /// Takes the writer out for the call that ends it: later calls find it done.
+    fn take_last(&self) -> Result<Writer, Failure> {
+        let writer = self.take()?;
+        *self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = State::Done;
+        Ok(writer)
     }
 }
 
@@ -140,7 +166,7 @@ impl NativeWriter {
         let location = Location::new(url, endpoint_url, region, credentials, None);
         let opts = options(codec, level, pack_size, dict).map_err(to_py)?;
         let writer = run(py, async move { Ok(Writer::open(location.store().await?, opts, Arc::new(())).await?) })?;
-        Ok(NativeWriter { pid: std::process::id(), writer: Mutex::new(Some(writer)) })
+        Ok(NativeWriter { pid: std::process::id(), writer: Mutex::new(State::Idle(Box::new(writer))) })
     }
 
     /// Writes one record; `data` is read to its end before this returns.
@@ -164,14 +190,14 @@ impl NativeWriter {
             let result = writer.write(Record { key, mtime, mode, content_type, content });
             Ok((writer, result))
         })?;
-        *self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(writer);
+        *self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = State::Idle(Box::new(writer));
         result.map_err(|e| to_py(e.into()))
     }
 
     /// Commits what was written as the archive's next generation: (added, replaced,
     /// generation), the generation `None` when nothing was written.
     fn commit(&self, py: Python<'_>) -> PyResult<(u64, u64, Option<u64>)> {
-        let writer = self.take().map_err(to_py)?;
+        let writer = self.take_last().map_err(to_py)?;
         run(py, async move {
             let r = writer.commit().await?;
             Ok((r.added, r.removed, r.manifest.map(|m| m.generation)))
@@ -180,7 +206,7 @@ impl NativeWriter {
 
     /// Ends without committing: the segment's JSON, `None` when nothing was written.
     fn segment(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        let writer = self.take().map_err(to_py)?;
+        let writer = self.take_last().map_err(to_py)?;
         run(py, async move {
             let (segment, _) = writer.segment().await?;
             Ok(segment.map(|s| String::from_utf8_lossy(&s.to_json()).into_owned()))
@@ -190,7 +216,7 @@ impl NativeWriter {
     /// Drops the writer without committing; what it wrote stays for `haypack gc` to remove.
     fn close(&self) {
         if self.pid == std::process::id() {
-            self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            *self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = State::Done;
         }
     }
 }

@@ -102,3 +102,39 @@ def test_pack_a_directory_and_a_tar(where: Place, tmp_path: Path) -> None:
     assert report.records == 2
     a = haypack.open(where.url, **where.options)
     assert dict(zip(a.keys(), a.get_many(list(a.keys())))) == {"from-tar/t/a": b"tar a", "from-tar/t/b": b"tar b"}
+
+
+def test_a_writer_shared_by_threads_refuses_the_second_at_once(tmp_path: Path) -> None:
+    import threading
+
+    w = haypack.Writer(tmp_path / "a")
+    errors: list = []
+    started = threading.Event()
+
+    class Slow:
+        """A file that blocks until the other thread has tried."""
+
+        def __init__(self) -> None:
+            self.done = False
+
+        def read(self, n: int = -1) -> bytes:
+            started.set()
+            if self.done:
+                return b""
+            self.done = True
+            finished.wait(10)
+            return b"slow"
+
+    finished = threading.Event()
+    t = threading.Thread(target=lambda: w.write("slow", Slow()))
+    t.start()
+    started.wait(10)
+    try:
+        w.write("other", b"x")
+    except haypack.InvalidError as e:
+        errors.append(str(e))
+    finished.set()
+    t.join()
+    assert errors and "another thread" in errors[0]
+    w.commit()
+    assert haypack.open(tmp_path / "a")["slow"] == b"slow"
