@@ -138,3 +138,18 @@ def test_a_writer_shared_by_threads_refuses_the_second_at_once(tmp_path: Path) -
     assert errors and "another thread" in errors[0]
     w.commit()
     assert haypack.open(tmp_path / "a")["slow"] == b"slow"
+
+
+def test_a_writer_uses_the_archives_dictionary(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"{i:03d}.json").write_text(f'{{"id": {i}, "name": "record number {i}", "tags": ["a", "b"]}}\n')
+    haypack.pack(src, tmp_path / "a", dict="on")
+    with haypack.Writer(tmp_path / "a") as w:
+        w.write("new.json", b'{"id": 999, "name": "record number 999", "tags": ["a", "b"]}\n')
+    a = haypack.open(tmp_path / "a")
+    assert a["new.json"].startswith(b'{"id": 999') and a["007.json"].startswith(b'{"id": 7,')
+    assert a.verify().ok
+    with pytest.raises(haypack.InvalidError, match="cannot train"):
+        haypack.Writer(tmp_path / "a", dict="on")

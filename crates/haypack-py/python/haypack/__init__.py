@@ -341,9 +341,10 @@ class Writer:
     end with :meth:`commit` or :meth:`segment`.
 
     ``codec`` is ``"zstd"`` (default), ``"gzip"`` or ``"stored"``; ``level`` its level;
-    ``pack_size`` the target pack size in bytes. ``dict`` is the packing choice ``"off"``,
-    ``"on"`` or ``"auto"``; records are compressed against the archive's newest dictionary
-    whenever it has one (a dictionary is trained only by :func:`pack`, on a directory).
+    ``pack_size`` the target pack size in bytes. ``dict``: small records are compressed against
+    the archive's newest zstd dictionary whenever it has one (``dict=None``, the only choice a
+    writer has: records arrive one at a time, so a writer cannot train one; :func:`pack` with
+    ``dict="on"`` trains one on a directory, and later writers use it).
 
     A writer belongs to the process that made it (it compresses on a thread pool that does not
     survive ``fork``): make writers in the processes that use them, and send their
@@ -357,16 +358,18 @@ class Writer:
         codec: str = "zstd",
         level: Optional[int] = None,
         pack_size: Optional[int] = None,
-        dict: str = "off",
+        dict: Optional[str] = None,
         endpoint_url: Optional[str] = None,
         region: Optional[str] = None,
         credentials: Credentials = None,
     ) -> None:
+        if dict is not None:
+            raise InvalidError(
+                f"dict={dict!r}: a Writer compresses with the archive's dictionary when it has one "
+                "and cannot train one; train it with haypack.pack(..., dict=\"on\") (or `haypack pack --dict`)"
+            )
         self._url = _location(url)
-        self._native = _haypack.NativeWriter(
-            self._url, endpoint_url, region, credentials, codec, level, pack_size, dict
-        )
-        self._options = (endpoint_url, region, credentials)
+        self._native = _haypack.NativeWriter(self._url, endpoint_url, region, credentials, codec, level, pack_size)
         self.result: Optional[Tuple[int, int, Optional[int]]] = None
         """After a commit: (records added, records replaced, the new generation)."""
 

@@ -22,7 +22,11 @@ torch is not a dependency: :class:`Dataset` and :class:`Sampler` have the method
 **Workers.** ``DataLoader`` (``fork`` on Linux, ``spawn`` elsewhere) copies or pickles the
 dataset into each worker; the archive inside rebuilds its connections and runtime there,
 reading the same generation (index ``i`` is the same record in every process). There is no
-shared cache file: each process caches index blocks in its own memory.
+shared cache file: each process caches index blocks in its own memory. Python 3.12 and newer
+warn (``DeprecationWarning``) when a process with threads forks, and an archive that has read
+has the runtime's threads: the child never uses them or any lock they hold (it makes its own), so
+the warning is harmless here; ``DataLoader(multiprocessing_context="spawn")`` (or
+``"forkserver"``) avoids it, at the cost of pickling the dataset into each worker.
 
 **Order.** An epoch's global order is a permutation of all indices drawn from ``(seed,
 epoch)`` alone, so every rank computes the same one and takes a contiguous share of it: no
