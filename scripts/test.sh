@@ -30,9 +30,9 @@ if ! "$venv/bin/python" -c 'import warcio' 2>/dev/null; then
     echo "installing warcio into $venv"
     "$venv/bin/pip" install -q warcio
 fi
-if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
-    echo "installing maturin and pytest into $venv"
-    "$venv/bin/pip" install -q 'maturin>=1.7,<2' pytest
+if ! "$venv/bin/python" -c 'import pytest, mypy' 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
+    echo "installing maturin, pytest and mypy into $venv"
+    "$venv/bin/pip" install -q 'maturin>=1.7,<2' pytest mypy
 fi
 export HAYPACK_PYTHON="$venv/bin/python"
 # A test whose tool is missing fails here, rather than skipping as under a bare `cargo test`.
@@ -55,4 +55,6 @@ wheels=$(mktemp -d)
 trap 'scripts/s3-servers.sh stop "$env_file"; rm -f "$env_file"; rm -rf "$wheels"' EXIT
 "$venv/bin/maturin" build --quiet -m crates/haypack-py/Cargo.toml --profile dev -o "$wheels" -i "$venv/bin/python"
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$wheels"/haypack-*.whl
+# The package's annotations and its native module's stubs (_haypack.pyi) agree.
+(cd crates/haypack-py/python && "$venv/bin/python" -m mypy --strict --no-incremental --cache-dir=/dev/null haypack)
 (cd crates/haypack-py && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)

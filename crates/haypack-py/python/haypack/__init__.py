@@ -114,9 +114,9 @@ class RecordReader(io.RawIOBase):
     be discarded. The last bytes come out only once the whole record passed.
     """
 
-    def __init__(self, stream: Any, entry: Entry) -> None:
+    def __init__(self, stream: _haypack.NativeStream, entry: Entry) -> None:
         super().__init__()
-        self._stream = stream
+        self._stream: Optional[_haypack.NativeStream] = stream
         self._piece = b""
         self._at = 0
         self.entry = entry
@@ -191,7 +191,7 @@ class Archive:
 
     __slots__ = ("_native",)
 
-    def __init__(self, native: Any) -> None:
+    def __init__(self, native: _haypack.NativeArchive) -> None:
         self._native = native
 
     def __reduce__(self) -> Any:
