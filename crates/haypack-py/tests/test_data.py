@@ -155,3 +155,44 @@ def test_a_forked_child_reads_an_archive_made_in_the_parent(packed: Packed) -> N
 
 def _child_get(a: haypack.Archive, key: str, out: Any) -> None:
     out.put(digest(a[key]))
+
+
+def _map_worker(dataset: hd.Dataset, inbox: Any, out: Any) -> None:
+    """A map-style DataLoader worker: fetches each batch of indices it is dealt with one
+    __getitems__ call, until it is dealt None."""
+    while True:
+        batch = inbox.get(timeout=120)
+        if batch is None:
+            return
+        out.put([(k, digest(d)) for k, d in dataset.__getitems__(batch)])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_sampler_drives_map_style_workers_as_dataloader_does(packed: Packed, method: str) -> None:
+    """DataLoader's map-style model: the sampler runs in the main process of each rank, its
+    indices are cut into batches, and batch j goes to worker j % workers."""
+    ctx = mp.get_context(method)
+    dataset = hd.Dataset(packed.open(), return_key=True)
+    assert len(dataset[0][1]) == len(packed.files[dataset.keys[0]])
+    out = ctx.Queue()
+    got: List[Tuple[str, str]] = []
+    for rank in range(RANKS):
+        sampler = hd.Sampler(dataset, seed=5, rank=rank, world_size=RANKS, locality=32)
+        inboxes = [ctx.Queue() for _ in range(WORKERS)]
+        procs = [ctx.Process(target=_map_worker, args=(dataset, q, out)) for q in inboxes]
+        for p in procs:
+            p.start()
+        indices = list(sampler)
+        batches = [indices[at : at + BATCH] for at in range(0, len(indices), BATCH)]
+        for j, batch in enumerate(batches):
+            inboxes[j % WORKERS].put(batch)
+        for q in inboxes:
+            q.put(None)
+        for _ in batches:
+            got.extend(out.get(timeout=300))
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+    keys = [k for k, _ in got]
+    assert len(keys) == len(packed.files) and set(keys) == set(packed.files)
+    assert all(d == digest(packed.files[k]) for k, d in got)

@@ -181,3 +181,17 @@ def test_streaming_a_record_holds_a_bounded_amount(tmp_path: Path) -> None:
     assert streamed == whole == size
     assert size <= whole_peak < size * 3 // 2  # get() holds a large record once, in its bytes...
     assert stream_peak < 32 << 20, stream_peak  # ...and streaming holds a few chunks, not the record
+
+
+def test_a_cache_dir_keeps_a_remote_archives_index_blocks(packed: Packed, tmp_path: Path) -> None:
+    cache = tmp_path / "blocks"
+    a = haypack.open(packed.url, cache_dir=cache, **packed.options)
+    assert a["empty"] == b""
+    cached = list(cache.glob("*.hpb")) if cache.exists() else []
+    if packed.url.startswith("s3://"):
+        assert cached, "a remote archive's index blocks are kept on disk"
+        # A second reader (another process, with its own memory) starts from them.
+        b = haypack.open(packed.url, cache_dir=cache, **packed.options)
+        assert b["d0/sub0/f0000.bin"] == packed.files["d0/sub0/f0000.bin"]
+    else:
+        assert cached == [], "a local archive's blocks are on disk already"
