@@ -42,3 +42,8 @@ bench-dict *args:
 # Load-test `haypack serve` (local archive and Garage) next to nginx with wrk.
 bench-serve *args:
     scripts/bench-serve.sh {{args}}
+
+# Random access from Python on a local Garage: haypack vs WebDataset (read as wids does) vs loose
+# objects with boto3 (the "Python" section of docs/BENCHMARKS.md): `just bench-python 100000 1000`.
+bench-python *args:
+    scripts/bench-python.sh {{args}}

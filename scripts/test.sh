@@ -22,12 +22,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# warcio (the Webrecorder WARC library) writes the WARC test inputs, from a venv of our own.
+# A venv of our own: warcio (the Webrecorder WARC library) writes the WARC test inputs; maturin
+# builds the Python package's wheel and pytest runs its tests against it.
 venv="${HOME}/.cache/haypack/py-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if ! "$venv/bin/python" -c 'import warcio' 2>/dev/null; then
     echo "installing warcio into $venv"
-    python3 -m venv "$venv"
     "$venv/bin/pip" install -q warcio
+fi
+if ! "$venv/bin/python" -c 'import pytest, mypy' 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
+    echo "installing maturin, pytest and mypy into $venv"
+    "$venv/bin/pip" install -q 'maturin>=1.7,<2' pytest mypy
 fi
 export HAYPACK_PYTHON="$venv/bin/python"
 
@@ -42,3 +47,15 @@ scripts/s3-servers.sh start "$env_file"
 # one that finds no server or tool fails.
 cargo test --workspace --all-targets -- --include-ignored
 cargo test --workspace --doc
+
+# The Python package: built into a wheel (a debug build, sharing the tests' compiled
+# dependencies), installed into the venv, and tested there against the same servers; pytest
+# imports the installed package, never the source tree.
+wheels=$(mktemp -d)
+trap 'scripts/s3-servers.sh stop "$env_file"; rm -f "$env_file"; rm -rf "$wheels"' EXIT
+"$venv/bin/maturin" build --quiet -m crates/haypack-py/Cargo.toml --profile dev -o "$wheels" -i "$venv/bin/python"
+"$venv/bin/pip" install -q --force-reinstall --no-deps "$wheels"/haypack-*.whl
+# The package's annotations and its native module's stubs (_haypack.pyi) agree.
+(cd crates/haypack-py/python && "$venv/bin/python" -m mypy --strict --no-incremental --cache-dir=/dev/null haypack)
+# A test that finds no server fails here (skipped, and reported so, under a bare pytest).
+(cd crates/haypack-py && HAYPACK_REQUIRE_S3=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)

@@ -133,6 +133,18 @@ impl Archive {
         }
     }
 
+    /// Opens the generation a manifest describes without reading the store: `manifest` is the
+    /// bytes of a `manifest.json` this archive had (`self.manifest().to_json()` of a reader in
+    /// another process). For a process that must read exactly the generation another one
+    /// opened, such as a worker of a training job; nothing is read until a record is.
+    pub fn open_manifest(
+        store: Arc<dyn Store>,
+        manifest: &[u8],
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
+        Self::with_manifest(store, manifest, cache_dir)
+    }
+
     fn with_manifest(store: Arc<dyn Store>, bytes: &[u8], cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
         let manifest =
             Manifest::parse(bytes).map_err(|source| Error::Manifest { archive: store.describe(), source })?;

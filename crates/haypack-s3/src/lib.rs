@@ -8,6 +8,7 @@
 //!
 //! This is the only crate that knows about S3 or HTTP.
 
+mod location;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod writer;
@@ -29,6 +30,8 @@ use haypack_store::{
     AnswerProblem, Error, ObjectMeta, ObjectWriter, PutMode, Result, Store, changed, check_name, check_put,
 };
 use md5::Digest;
+
+pub use crate::location::{is_remote, store_at};
 
 /// The smallest part S3 accepts (except the last).
 pub const MIN_PART_SIZE: usize = 5 << 20;

@@ -11,7 +11,7 @@ use haypack_format::{Compression, Container, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LE
 use haypack_pack::{CompactOptions, DictChoice, Duplicates, Format, PackOptions, PushOptions, Writer};
 use haypack_read::{Archive, ExtractOptions};
 use haypack_s3::{S3Options, S3Store};
-use haypack_store::{LocalStore, Store};
+use haypack_store::Store;
 
 use crate::human::bytes;
 use crate::progress::Bar;
@@ -27,19 +27,13 @@ pub struct Ctx {
 impl Ctx {
     /// The store an archive location names: `s3://bucket/prefix`, or a local directory.
     async fn store(&self, location: &str) -> Result<Arc<dyn Store>> {
-        if location.starts_with("s3://") {
-            return Ok(Arc::new(S3Store::connect(location, self.s3.clone()).await?));
-        }
-        if location.contains("://") {
-            bail!("{location}: an archive is a local directory or s3://bucket/prefix");
-        }
-        Ok(Arc::new(LocalStore::new(location)))
+        Ok(haypack_s3::store_at(location, self.s3.clone()).await?)
     }
 
     /// Opens an archive; a remote one keeps its index blocks in the cache directory, so the
     /// next command starts warm.
     async fn open(&self, location: &str) -> Result<Archive> {
-        let cache = self.cache_dir.clone().filter(|_| location.starts_with("s3://"));
+        let cache = self.cache_dir.clone().filter(|_| haypack_s3::is_remote(location));
         Ok(Archive::open_with_cache(self.store(location).await?, cache).await?)
     }
 }
