@@ -26,7 +26,7 @@ struct Run {
 
 /// Where records sorted by (pack, offset) are read from: each span is one range of one pack,
 /// the records `entries` (indexes into the slice given) inside it. Neighbours less than
-/// [`MAX_GAP`] apart share a span as long as it stays within `max_len` bytes; a record longer
+/// 1 MiB (`MAX_GAP`) apart share a span as long as it stays within `max_len` bytes; a record longer
 /// than that has a span of its own. The one rule for merging reads: batch reads and compaction
 /// both use it.
 pub fn coalesce(sorted: &[Entry], max_len: u64) -> Vec<Span> {
