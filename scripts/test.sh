@@ -34,6 +34,11 @@ if ! "$venv/bin/python" -c 'import pytest, mypy' 2>/dev/null || [ ! -x "$venv/bi
     echo "installing maturin, pytest and mypy into $venv"
     "$venv/bin/pip" install -q 'maturin>=1.7,<2' pytest mypy
 fi
+# Ray Data, for haypack.ray's tests on a real local Ray (the package's optional extra).
+if ! "$venv/bin/python" -c "import ray, sys; sys.exit(ray.__version__ != '2.60.0')" 2>/dev/null; then
+    echo "installing ray[data] 2.60.0 into $venv"
+    "$venv/bin/pip" install -q 'ray[data]==2.60.0'
+fi
 export HAYPACK_PYTHON="$venv/bin/python"
 
 env_file=$(mktemp)

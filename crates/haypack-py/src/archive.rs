@@ -210,6 +210,22 @@ impl NativeArchive {
         })
     }
 
+    /// The entries of the archive index's block `block` whose keys start with `prefix`, in key
+    /// order: how a reader splits an archive into disjoint key ranges (see `haypack.ray`).
+    fn block_entries(&self, py: Python<'_>, block: usize, prefix: String) -> PyResult<Vec<Row>> {
+        run(py, async {
+            let archive = self.archive().await?;
+            let count = archive.manifest().index.blocks.len();
+            if block >= count {
+                return Err(Failure::Invalid(format!(
+                    "the archive index has {count} blocks; there is no block {block}"
+                )));
+            }
+            let entries = archive.block(block).await?;
+            Ok(entries.iter().filter(|e| e.key.starts_with(&prefix)).map(row).collect())
+        })
+    }
+
     /// The contents of `keys`, in their order (a key may repeat), read with few requests:
     /// neighbouring records of a pack share one range read, several in flight.
     fn get_many<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyList>> {
