@@ -226,10 +226,11 @@ stop)
     [ -f "$env_file" ] || exit 0
     # shellcheck disable=SC1090
     . "$env_file"
-    for pid in "${HAYPACK_TEST_GARAGE_PID:-}" "${HAYPACK_TEST_MOTO_PID:-}" ${HAYPACK_TEST_CLUSTER_PIDS//,/ }; do
+    cluster=${HAYPACK_TEST_CLUSTER_PIDS:-}
+    for pid in "${HAYPACK_TEST_GARAGE_PID:-}" "${HAYPACK_TEST_MOTO_PID:-}" ${cluster//,/ }; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
-    [ -n "${HAYPACK_TEST_S3_DIR:-}" ] && rm -rf "$HAYPACK_TEST_S3_DIR"
+    if [ -n "${HAYPACK_TEST_S3_DIR:-}" ]; then rm -rf "$HAYPACK_TEST_S3_DIR"; fi
     ;;
 *)
     echo "usage: s3-servers.sh start|stop ENV_FILE" >&2; exit 2 ;;
