@@ -362,7 +362,14 @@ struct SegmentRun {
     handle: tokio::runtime::Handle,
     next_block: usize,
     entries: std::vec::IntoIter<Entry>,
+    /// Bytes read ahead: the object, where they start in it, and the bytes.
+    window: Option<(u32, u64, bytes::Bytes)>,
 }
+
+/// A segment's index blocks are read [`READ_AHEAD`] bytes at a time (consecutive blocks of one
+/// object in one request), not one request per block: a commit merging many segments waits on
+/// the store once per window, not once per few thousand records.
+const READ_AHEAD: u64 = 1 << 20;
 
 impl SegmentRun {
     fn new(
@@ -371,7 +378,37 @@ impl SegmentRun {
         ids: HashMap<u32, u32>,
         handle: tokio::runtime::Handle,
     ) -> Self {
-        SegmentRun { store, segment, ids, handle, next_block: 0, entries: Vec::new().into_iter() }
+        SegmentRun { store, segment, ids, handle, next_block: 0, entries: Vec::new().into_iter(), window: None }
+    }
+
+    /// The bytes of block `i`: from the window, or by reading the window that starts with it.
+    fn block_bytes(&mut self, i: usize) -> Result<bytes::Bytes> {
+        let blocks = &self.segment.index.blocks;
+        let b = &blocks[i];
+        let end = b.offset.checked_add(b.len).ok_or_else(|| self.corrupt(format!("index block {i} ends past 2^64")))?;
+        if let Some((object, start, bytes)) = &self.window
+            && *object == b.object
+            && b.offset >= *start
+            && end <= start + bytes.len() as u64
+        {
+            return Ok(bytes.slice((b.offset - start) as usize..(end - start) as usize));
+        }
+        // The blocks that follow this one in the same object, as far as the window goes.
+        let mut window_end = end;
+        for next in &blocks[i + 1..] {
+            let next_end = next.offset.saturating_add(next.len);
+            if next.object != b.object || next.offset != window_end || next_end - b.offset > READ_AHEAD {
+                break;
+            }
+            window_end = next_end;
+        }
+        let object = &self.segment.index.objects[b.object as usize].name;
+        let bytes = self.handle.block_on(self.store.get_range(object, b.offset..window_end))?;
+        if (bytes.len() as u64) < end - b.offset {
+            return Err(self.corrupt(format!("{object} ends before its index block at offset {}", b.offset)));
+        }
+        self.window = Some((b.object, b.offset, bytes));
+        self.block_bytes(i)
     }
 
     fn corrupt(&self, detail: String) -> Error {
@@ -388,10 +425,14 @@ impl Run for SegmentRun {
                 })?;
                 return Ok(Some(e));
             }
-            let Some(b) = self.segment.index.blocks.get(self.next_block) else { return Ok(None) };
+            let i = self.next_block;
+            if i >= self.segment.index.blocks.len() {
+                return Ok(None);
+            }
             self.next_block += 1;
+            let bytes = self.block_bytes(i)?;
+            let b = &self.segment.index.blocks[i];
             let object = &self.segment.index.objects[b.object as usize].name;
-            let bytes = self.handle.block_on(self.store.get_range(object, b.offset..b.offset + b.len))?;
             let crc = crc32c::crc32c(&bytes);
             if crc != b.crc32c {
                 return Err(self.corrupt(format!(
