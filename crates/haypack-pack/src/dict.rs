@@ -153,9 +153,6 @@ pub(crate) fn train_on_head(src: &Path, source: &mut dyn Source, opts: &PackOpti
             break;
         }
     }
-    if opts.dictionary == DictChoice::Off {
-        return Ok(head);
-    }
     let samples: Vec<Vec<u8>> = head
         .records
         .iter()

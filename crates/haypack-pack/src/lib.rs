@@ -156,16 +156,15 @@ pub async fn pack(
         let mut source = open_source(&src, &o)?;
         // A directory is sampled all over before packing; a stream, by its first records,
         // which are then packed first.
-        let mut head = match wants_dictionary(&o) && !src.is_dir() {
-            true => Some(dict::train_on_head(&src, &mut *source, &o, 1)?),
-            false => None,
+        let (dict, head) = match (wants_dictionary(&o), src.is_dir()) {
+            (false, _) => (None, None),
+            (true, true) => (dict::train(&src, &o, 1)?, None),
+            (true, false) => {
+                let mut head = dict::train_on_head(&src, &mut *source, &o, 1)?;
+                (head.dictionary.take(), Some(head))
+            }
         };
-        let dict = match head.as_mut() {
-            Some(head) => head.dictionary.take(),
-            None if wants_dictionary(&o) => dict::train(&src, &o, 1)?,
-            None => None,
-        }
-        .map(Arc::new);
+        let dict = dict.map(Arc::new);
         let mut writer = RecordWriter::new(s.clone(), o.clone(), progress, placement, dict.clone());
         let fed = match head {
             Some(head) => writer.write_head(head),
