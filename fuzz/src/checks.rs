@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use haypack_format::{
-    Container, Footer, MANIFEST_NAME, MAX_BLOCK_DECODED, Manifest, Meta, RecordFrame, decode_block, decode_record,
-    find_in_block,
+    Container, Footer, MANIFEST_NAME, MAX_BLOCK_DECODED, MAX_NODE_DECODED, Manifest, Meta, RecordFrame, decode_block,
+    decode_node, decode_page, decode_record, encode_node, find_in_block,
 };
 use haypack_read::{Archive, Want};
 use haypack_store::{Error, ObjectMeta, ObjectWriter, PutMode, Result, Store};
@@ -67,9 +67,25 @@ pub fn record(data: &[u8]) {
     }
 }
 
-/// `decode_block`, `find_in_block` and `Container::unmeta`, and the last two chained as a reader
-/// does with a pack's trailing index, all with the archive reader's limit.
+/// `decode_block`, `find_in_block`, `decode_node`, `decode_page` and `Container::unmeta`, and the
+/// last two chained as a reader does with a pack's trailing index, all with the archive reader's
+/// limits.
 pub fn index_block(data: &[u8]) {
+    if let Ok(children) = decode_node(data, MAX_NODE_DECODED) {
+        // A valid node: it encodes to a node that decodes to the same children.
+        let again = encode_node(&children).unwrap();
+        assert_eq!(decode_node(&again, MAX_NODE_DECODED).unwrap(), children);
+    }
+    // The same bytes as a page whose node is its last bytes, whatever they are.
+    let head = data.last().map_or(0, |b| u64::from(*b));
+    if let Ok(entries) = decode_page(
+        data,
+        head,
+        crc32c::crc32c(&data[data.len() - head.min(data.len() as u64) as usize..]),
+        MAX_BLOCK_DECODED,
+    ) {
+        assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+    }
     if let Ok(entries) = decode_block(data, MAX_BLOCK_DECODED) {
         assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
         // A valid block: searching it finds exactly what decoding it gives.

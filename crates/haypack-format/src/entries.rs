@@ -194,13 +194,13 @@ pub fn find_in_block(block: &[u8], limit: usize, key: &str) -> Result<Option<Ent
 }
 
 /// What decoding a block holds so far, against the caller's limit.
-struct Tally {
-    used: usize,
-    limit: usize,
+pub(crate) struct Tally {
+    pub(crate) used: usize,
+    pub(crate) limit: usize,
 }
 
 impl Tally {
-    fn add(&mut self, bytes: usize, detail: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn add(&mut self, bytes: usize, detail: impl FnOnce() -> String) -> Result<()> {
         self.used = self.used.saturating_add(bytes);
         if self.used > self.limit {
             return Err(Error::TooLarge { what: "index block", limit: self.limit as u64, detail: detail() });
@@ -210,7 +210,7 @@ impl Tally {
 }
 
 /// A block's bytes before compression, counted against the tally before they are allocated.
-fn decompress(block: &[u8], tally: &mut Tally) -> Result<Vec<u8>> {
+pub(crate) fn decompress(block: &[u8], tally: &mut Tally) -> Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(block)
         .map_err(|_| corrupt("index block", "not a zstd frame"))?
         .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
@@ -232,12 +232,12 @@ fn read_count(r: &mut Reader<'_>, len: usize) -> Result<usize> {
 /// The key column, decoded one key at a time into one buffer: never longer than
 /// [`MAX_KEY_LEN`], however the front coding is forged.
 #[derive(Default)]
-struct KeyCursor {
+pub(crate) struct KeyCursor {
     current: Vec<u8>,
 }
 
 impl KeyCursor {
-    fn next(&mut self, r: &mut Reader<'_>) -> Result<&[u8]> {
+    pub(crate) fn next(&mut self, r: &mut Reader<'_>) -> Result<&[u8]> {
         let shared = r.varint()?;
         let suffix = r.bytes()?;
         if shared > self.current.len() as u64 {
@@ -343,7 +343,7 @@ impl<'a> Columns<'a> {
     }
 }
 
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

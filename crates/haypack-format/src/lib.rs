@@ -33,6 +33,7 @@ mod footer;
 mod frame;
 mod header;
 mod manifest;
+mod node;
 mod segment;
 
 pub use crate::bytes::{Reader, put_varint};
@@ -49,6 +50,7 @@ pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
 pub use crate::header::{Codec, MAX_KEY_LEN, RecordHeader, Timestamp, check_key};
 pub use crate::manifest::{
     BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
-    Retired, is_object_name, pack_id_after,
+    ROOT_BYTES, Retired, is_object_name, pack_id_after, root_fits,
 };
+pub use crate::node::{Child, MAX_NODE_DECODED, decode_node, decode_page, encode_node, page_leaves};
 pub use crate::segment::{SEGMENT_VERSION, Segment};

@@ -7,9 +7,12 @@ use crate::dict::Dictionary;
 use crate::error::{Error, Result, corrupt};
 
 /// The manifest format version this build writes and the newest it reads.
-pub const MANIFEST_VERSION: u64 = 3;
+pub const MANIFEST_VERSION: u64 = 4;
 /// The oldest manifest format version this build reads.
 pub const OLDEST_MANIFEST_VERSION: u64 = 1;
+/// The most JSON a root written by this build takes in the manifest, so that the manifest stays
+/// small at any record count: past this, the root lists branches (nodes listing pages).
+pub const ROOT_BYTES: usize = 32 << 10;
 /// The manifest's file name in an archive.
 pub const MANIFEST_NAME: &str = "manifest.json";
 
@@ -70,15 +73,16 @@ pub struct PackRef {
     pub dead_bytes: u64,
 }
 
-/// The archive index: blocks in key order, each in one of a few index objects, located by the
-/// root held here. A new generation rewrites only the blocks its changes touch, into a new
+/// The archive index: a tree of blocks in key order, each in one of a few index objects, whose
+/// root is held here. A new generation rewrites only the pages its changes touch, into a new
 /// object, and keeps referring to the others where they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexRef {
     /// The objects holding the blocks.
     pub objects: Vec<IndexObject>,
-    /// The root: one reference per block, in key order.
+    /// The root, in key order: one reference per leaf (versions 1–3), per page, or per branch
+    /// (version 4; see [`BlockRef::head`]).
     pub blocks: Vec<BlockRef>,
 }
 
@@ -92,7 +96,7 @@ pub struct IndexObject {
     pub size: u64,
 }
 
-/// One block of the archive index.
+/// One reference of the archive index's root or of a node: a byte range of an index object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRef {
@@ -102,12 +106,29 @@ pub struct BlockRef {
     pub first_key: String,
     /// Offset of the block in its object.
     pub offset: u64,
-    /// Length of the compressed block.
+    /// Length of the range.
     pub len: u64,
-    /// Entries in the block.
+    /// 0 when the range is one leaf (a compressed index block); else the length of the node
+    /// that ends it: a page (leaves, then the node listing them) when the node is shorter than
+    /// the range, a branch (a node listing pages) when it is the whole range.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub head: u64,
+    /// Entries below it.
     pub records: u64,
-    /// CRC-32C of the compressed block.
+    /// CRC-32C of the leaf, or of the node that ends the range.
     pub crc32c: u32,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl BlockRef {
+    /// Whether the range is a branch: a node listing pages, found only in a root too long
+    /// to list the pages themselves.
+    pub fn is_branch(&self) -> bool {
+        self.head != 0 && self.head == self.len
+    }
 }
 
 /// An object no generation from this one on refers to.
@@ -120,6 +141,11 @@ pub struct Retired {
     pub generation: u64,
     /// When that generation was committed, in seconds since the Unix epoch.
     pub since: u64,
+}
+
+/// Whether `root` fits in [`ROOT_BYTES`] of JSON.
+pub fn root_fits(root: &[BlockRef]) -> bool {
+    serde_json::to_vec(root).is_ok_and(|j| j.len() <= ROOT_BYTES)
 }
 
 /// Whether a manifest can name `name`: a plain name under `packs/` or `index/`.
@@ -218,11 +244,16 @@ impl Manifest {
             if b.offset.checked_add(b.len).is_none_or(|end| end > object.size) {
                 return Err(corrupt("manifest", format!("index block {i} runs past the end of {}", object.name)));
             }
+            if b.head > b.len {
+                return Err(corrupt("manifest", format!("index block {i} has a head longer than itself")));
+            }
             if i > 0 && self.index.blocks[i - 1].first_key >= b.first_key {
                 return Err(corrupt("manifest", format!("index block {i} is out of key order")));
             }
         }
-        if let Some(unused) = used.iter().position(|u| !u) {
+        // Below branches, pages may lie in any object: the root alone cannot tell which it uses.
+        let branches = self.index.blocks.iter().any(BlockRef::is_branch);
+        if let Some(unused) = used.iter().position(|u| !u).filter(|_| !branches) {
             let name = &self.index.objects[unused].name;
             return Err(corrupt("manifest", format!("index object {name} holds no block of the root")));
         }
@@ -276,11 +307,6 @@ impl Manifest {
     /// Total bytes of all index objects, including blocks later generations replaced.
     pub fn index_bytes(&self) -> u64 {
         self.index.objects.iter().fold(0, |n, o| n.saturating_add(o.size))
-    }
-
-    /// Bytes of the index blocks the root names: what a full scan reads.
-    pub fn live_index_bytes(&self) -> u64 {
-        self.index.blocks.iter().fold(0, |n, b| n.saturating_add(b.len))
     }
 
     /// Every object this generation refers to: packs, then index objects.
@@ -392,8 +418,8 @@ mod tests {
                 IndexObject { name: "index/000002-ab12.hpi".into(), size: 12 },
             ],
             blocks: vec![
-                BlockRef { object: 0, first_key: "a".into(), offset: 0, len: 10, records: 2, crc32c: 0 },
-                BlockRef { object: 1, first_key: "m".into(), offset: 2, len: 10, records: 1, crc32c: 0 },
+                BlockRef { object: 0, first_key: "a".into(), offset: 0, len: 10, head: 0, records: 2, crc32c: 0 },
+                BlockRef { object: 1, first_key: "m".into(), offset: 2, len: 10, head: 0, records: 1, crc32c: 0 },
             ],
         };
         m.retired.push(Retired { name: "packs/000000.hpk.zst".into(), generation: 1, since: 1_700_000_000 });
@@ -408,7 +434,7 @@ mod tests {
         assert_eq!(m.block_for("a"), Some(0));
         assert_eq!(m.block_for("l"), Some(0));
         assert_eq!(m.block_for("z"), Some(1));
-        assert_eq!((m.index_bytes(), m.live_index_bytes()), (42, 20));
+        assert_eq!(m.index_bytes(), 42);
     }
 
     #[test]

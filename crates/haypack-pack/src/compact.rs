@@ -76,7 +76,7 @@ pub async fn compact(
     let m = archive.manifest();
     let garbage = |dead: u64, size: u64| dead > 0 && dead as f64 >= opts.min_garbage * size as f64;
     let chosen: Vec<PackRef> = m.packs.iter().filter(|p| garbage(p.dead_bytes, p.size)).cloned().collect();
-    let index_garbage = m.index_bytes() - m.live_index_bytes();
+    let index_garbage = m.index_bytes().saturating_sub(archive.live_index_bytes().await?);
     let mut report = CompactReport::default();
     if chosen.is_empty() && (m.index.objects.len() < 2 || !garbage(index_garbage, m.index_bytes())) {
         return Ok(report);

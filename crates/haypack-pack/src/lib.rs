@@ -53,8 +53,8 @@ use crate::records::{Placement, RecordWriter};
 pub use crate::segment::{SegmentsReport, Writer, commit_segments};
 pub use crate::sort::Duplicates;
 use crate::sort::Sorted;
-pub use crate::writer::INDEX_BLOCK_TARGET;
 use crate::writer::IndexWriter;
+pub use crate::writer::{BRANCH_PAGES, LEAF_TARGET, PAGE_BYTES, PAGE_TARGET};
 
 /// What a commit names as its writer.
 pub(crate) const CREATED_BY: &str = concat!("haypack ", env!("CARGO_PKG_VERSION"));
@@ -181,7 +181,7 @@ pub async fn pack(
             if written.packs.is_empty() {
                 return Err(Error::EmptySource { src: src.clone(), skipped: written.skipped.len() });
             }
-            let index = write_index(&*s, index_name, resume, &written.entries)?;
+            let index = write_index(&*s, index_name, resume, &written.entries, true)?;
             Ok((index, dict))
         });
         Ok((result, written))
@@ -262,19 +262,27 @@ pub(crate) fn feed_source(writer: &mut RecordWriter, src: &Path, opts: &PackOpti
     writer.write_source(&mut *open_source(src, opts)?)
 }
 
-/// Writes sorted entries as the index object `name`. Returns the index's root and the object
-/// with how it got there.
+/// Writes sorted entries as the index object `name`. Returns the index's root (with branches
+/// if `plant` and the pages are too many for one; a segment's run lists its pages) and the
+/// object with how it got there.
 pub(crate) fn write_index(
     store: &dyn Store,
     name: String,
     resume: bool,
     entries: &Sorted,
+    plant: bool,
 ) -> Result<(IndexRef, (String, Finished))> {
     let mut index = IndexWriter::create(store, name, resume)?;
     for e in entries.iter()? {
         index.push(e?)?;
     }
-    let (blocks, object) = index.finish()?;
+    index.flush()?;
+    let root = match plant {
+        true => Some(index.plant(index.pages().to_vec(), &[], 0)?),
+        false => None,
+    };
+    let (pages, object) = index.finish()?;
+    let blocks = root.unwrap_or(pages);
     let (object, finished) = object.ok_or_else(|| Error::Bug("records were written but no index block".into()))?;
     let name = object.name.clone();
     Ok((IndexRef { objects: vec![object], blocks }, (name, finished)))

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use haypack_format::{
-    Dictionary, Entry, MANIFEST_NAME, MAX_BLOCK_DECODED, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_block,
+    Dictionary, Entry, MANIFEST_NAME, MAX_BLOCK_DECODED, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_page,
 };
 use haypack_read::Archive;
 use haypack_source::{Record, Skipped, Source};
@@ -150,7 +150,7 @@ impl Writer {
         let s = store.clone();
         let name = format!("index/segment-{token}.hpi");
         let (written, index) = tokio::task::spawn_blocking(move || {
-            let index = write_index(&*s, name, false, &written.entries);
+            let index = write_index(&*s, name, false, &written.entries, false);
             (written, index)
         })
         .await
@@ -433,15 +433,8 @@ impl Run for SegmentRun {
             let bytes = self.block_bytes(i)?;
             let b = &self.segment.index.blocks[i];
             let object = &self.segment.index.objects[b.object as usize].name;
-            let crc = crc32c::crc32c(&bytes);
-            if crc != b.crc32c {
-                return Err(self.corrupt(format!(
-                    "{object}: index block at offset {} has checksum {crc:#010x}, the segment says {:#010x}",
-                    b.offset, b.crc32c
-                )));
-            }
-            let entries = decode_block(&bytes, MAX_BLOCK_DECODED)
-                .map_err(|e| self.corrupt(format!("{object}: index block at offset {}: {e}", b.offset)))?;
+            let entries = decode_page(&bytes, b.head, b.crc32c, MAX_BLOCK_DECODED)
+                .map_err(|e| self.corrupt(format!("{object}: index page at offset {}: {e}", b.offset)))?;
             if entries.len() as u64 != b.records {
                 return Err(
                     self.corrupt(format!("{object}: index block at offset {} is not the one described", b.offset))

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use haypack_format::{
-    BlockRef, Entry, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef, Retired, pack_id_after,
+    BlockRef, Entry, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, PackRef, Retired, pack_id_after,
 };
 use haypack_read::Archive;
 use haypack_store::{PutMode, Store};
 
-use crate::writer::{INDEX_BLOCK_TARGET, IndexWriter, weight};
+use crate::writer::{IndexWriter, PAGE_TARGET, weight};
 use crate::{CREATED_BY, Error, Result, fault};
 
 /// Commits lost to other writers before giving up.
@@ -254,7 +254,7 @@ async fn merge_index(
         };
         let out = IndexWriter::create(&*store, index_name, false)?;
         let mut merger = Merger::new(out);
-        let old = &archive.manifest().index;
+        let old = handle.block_on(archive.pages())?;
         let mut last: Option<String> = None;
         // The next change whose key is before `end`, checked to come in order.
         let mut next_before = |end: Option<&str>| -> Result<Option<Change>> {
@@ -272,30 +272,30 @@ async fn merge_index(
             }
             Ok(c)
         };
-        for i in 0..old.blocks.len() {
-            let end = old.blocks.get(i + 1).map(|b| b.first_key.as_str());
+        for i in 0..old.len() {
+            let end = old.get(i + 1).map(|b| b.first_key.as_str());
             let first = next_before(end)?;
             if first.is_none() && !rewrite_all {
                 merger.keep(i)?;
                 continue;
             }
-            let entries = handle.block_on(archive.block(i))?;
+            let entries = handle.block_on(archive.page_entries(i))?;
             merger.merge(&entries, first, &mut || next_before(end), &renumber)?;
         }
         // An empty index has no block to merge into.
         let first = next_before(None)?;
         merger.merge(&[], first, &mut || next_before(None), &renumber)?;
-        merger.finish(old)
+        merger.finish(&archive.manifest().index.objects, &old)
     })
     .await
     .expect("index merges do not panic")
 }
 
-/// Where each block of the new root comes from.
+/// Where each page of the new index comes from.
 enum Slot {
-    /// Block `i` of the old root, kept where it is.
+    /// Page `i` of the old index, kept where it is.
     Old(usize),
-    /// Block `i` of the new index object.
+    /// Page `i` of the new index object.
     New(usize),
 }
 
@@ -317,7 +317,7 @@ impl Merger {
 
     /// Gives the new blocks written so far their places, before whatever comes next.
     fn register(&mut self) {
-        let written = self.out.blocks().len();
+        let written = self.out.pages().len();
         self.slots.extend((self.registered..written).map(Slot::New));
         self.registered = written;
     }
@@ -333,8 +333,8 @@ impl Merger {
         self.run_weight += weight(&e);
         self.run.push(e);
         // Hold at most two blocks' worth: cut a full block off the front.
-        if self.run_weight >= 2 * INDEX_BLOCK_TARGET {
-            self.cut(INDEX_BLOCK_TARGET)?;
+        if self.run_weight >= 2 * PAGE_TARGET {
+            self.cut(PAGE_TARGET)?;
         }
         Ok(())
     }
@@ -351,7 +351,7 @@ impl Merger {
     /// Ends the run before a kept block: as one block, or as two even halves if it outgrew one,
     /// so that rewritten blocks stay at least half full.
     fn cut_run(&mut self) -> Result<()> {
-        if self.run_weight > INDEX_BLOCK_TARGET {
+        if self.run_weight > PAGE_TARGET {
             self.cut(self.run_weight / 2)?;
         }
         let w = self.run_weight;
@@ -428,43 +428,42 @@ impl Merger {
         }
     }
 
-    /// Writes the new index object and builds the root: kept blocks keep their objects (in the
-    /// old order), new blocks point at the new object, after them.
-    fn finish(mut self, old: &IndexRef) -> Result<(IndexRef, Vec<String>, Tally)> {
+    /// Writes the new index object and builds the root: kept pages keep their objects (in the
+    /// old order), new pages point at the new object, after them; branches over them all, in
+    /// the new object, if they are too many for the root.
+    fn finish(mut self, objects: &[IndexObject], old: &[BlockRef]) -> Result<(IndexRef, Vec<String>, Tally)> {
         self.cut_run()?;
         self.register();
-        let (new_blocks, new_object) = self.out.finish()?;
-        let mut used = vec![false; old.objects.len()];
+        let mut used = vec![false; objects.len()];
         for slot in &self.slots {
             if let Slot::Old(i) = slot {
-                used[old.blocks[*i].object as usize] = true;
+                used[old[*i].object as usize] = true;
             }
         }
-        let mut position = vec![0u32; old.objects.len()];
-        let mut objects = Vec::new();
+        let mut position = vec![0u32; objects.len()];
+        let mut kept = Vec::new();
         let mut dropped = Vec::new();
-        for (i, o) in old.objects.iter().enumerate() {
+        for (i, o) in objects.iter().enumerate() {
             if used[i] {
-                position[i] = objects.len() as u32;
-                objects.push(o.clone());
+                position[i] = kept.len() as u32;
+                kept.push(o.clone());
             } else {
                 dropped.push(o.name.clone());
             }
         }
-        let new_position = objects.len() as u32;
-        if let Some((object, _)) = new_object {
-            objects.push(object);
-        }
-        let blocks: Vec<BlockRef> = (self.slots.iter())
+        let new_position = kept.len() as u32;
+        let pages: Vec<BlockRef> = (self.slots.iter())
             .map(|slot| match slot {
-                Slot::Old(i) => {
-                    let b = &old.blocks[*i];
-                    BlockRef { object: position[b.object as usize], ..b.clone() }
-                }
-                Slot::New(i) => BlockRef { object: new_position, ..new_blocks[*i].clone() },
+                Slot::Old(i) => BlockRef { object: position[old[*i].object as usize], ..old[*i].clone() },
+                Slot::New(i) => BlockRef { object: new_position, ..self.out.pages()[*i].clone() },
             })
             .collect();
-        Ok((IndexRef { objects, blocks }, dropped, self.tally))
+        let root = self.out.plant(pages, &kept, new_position)?;
+        let (_, new_object) = self.out.finish()?;
+        if let Some((object, _)) = new_object {
+            kept.push(object);
+        }
+        Ok((IndexRef { objects: kept, blocks: root }, dropped, self.tally))
     }
 }
 
@@ -556,13 +555,14 @@ mod tests {
         let mut rest = changes.iter().cloned();
         let first = rest.next();
         m.merge(entries, first, &mut || Ok(rest.next()), &|e| e).unwrap();
-        let (root, _, tally) = m.finish(&IndexRef::default()).unwrap();
-        let block = std::fs::read(dir.path().join("index/t.hpi")).unwrap_or_default();
-        let keys = if root.blocks.is_empty() {
-            vec![]
-        } else {
-            haypack_format::decode_block(&block, 1 << 20).unwrap().into_iter().map(|e| e.key).collect()
+        let (root, _, tally) = m.finish(&[], &[]).unwrap();
+        let object = std::fs::read(dir.path().join("index/t.hpi")).unwrap_or_default();
+        let keys = match root.blocks.as_slice() {
+            [] => vec![],
+            [page] => haypack_format::decode_page(&object, page.head, page.crc32c, 1 << 20).unwrap(),
+            more => panic!("{} pages for a few entries", more.len()),
         };
+        let keys = keys.into_iter().map(|e| e.key).collect();
         (keys, tally)
     }
 
@@ -586,5 +586,64 @@ mod tests {
         let (keys, tally) = merged(&old, &[Change::Move { to: entry("c", 3, 0), from: (1, 99) }]);
         assert_eq!(keys, ["a", "c", "e", "g"]);
         assert_eq!((tally.added, tally.removed, tally.dead[&3]), (0, 0, (1, 10)));
+    }
+
+    /// An archive whose root lists branches: cold lookups read the manifest, a branch, a page
+    /// and the record; changes merge through the branches and keep them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_index_with_branches_reads_and_changes() {
+        use haypack_store::{Counting, Store};
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for i in 0..3000 {
+            std::fs::write(src.join(format!("k{i:05}")), format!("value {i}")).unwrap();
+        }
+        let root = tmp.path().join("arch");
+        let store: Arc<dyn Store> = Arc::new(LocalStore::new(&root));
+        crate::pack(&src, store.clone(), crate::PackOptions::default(), Arc::new(())).await.unwrap();
+        // The same entries again, two per page: 1,500 pages, too many for the root.
+        let archive = Archive::open(store.clone()).await.unwrap();
+        let entries = archive.list("").await.unwrap();
+        let name = "index/branchy.hpi".to_owned();
+        let mut out = IndexWriter::create(&*store, name.clone(), false).unwrap();
+        for pair in entries.chunks(2) {
+            out.extend(pair.iter().cloned()).unwrap();
+            out.flush().unwrap();
+        }
+        let pages = out.pages().to_vec();
+        let top = out.plant(pages, &[], 0).unwrap();
+        assert!(top.len() == 1 && top[0].is_branch(), "{} root references", top.len());
+        let (_, object) = out.finish().unwrap();
+        let mut m = archive.manifest().clone();
+        m.retired = vec![];
+        m.index = IndexRef { objects: vec![object.unwrap().0], blocks: top };
+        std::fs::write(root.join(MANIFEST_NAME), m.to_json()).unwrap();
+
+        let counted = Arc::new(Counting::new(LocalStore::new(&root)));
+        let archive = Archive::open(counted.clone()).await.unwrap();
+        assert_eq!(archive.get("k01234").await.unwrap(), b"value 1234");
+        let c = counted.counts();
+        assert_eq!(c.gets + c.ranges, 4, "manifest, branch, page, record");
+        assert_eq!(archive.pages().await.unwrap().len(), 1500);
+        assert_eq!(archive.list("k02").await.unwrap().len(), 1000);
+        assert!(archive.verify().await.unwrap().problems.is_empty());
+
+        let more = tmp.path().join("more");
+        std::fs::create_dir_all(&more).unwrap();
+        std::fs::write(more.join("k01234x"), "between").unwrap();
+        std::fs::write(more.join("k02000"), "new").unwrap();
+        crate::add(&more, store.clone(), "", crate::PackOptions::default(), Arc::new(())).await.unwrap();
+        crate::remove(store.clone(), &["k00007".into()], &[], false).await.unwrap();
+        let archive = Archive::open(store.clone()).await.unwrap();
+        let m = archive.manifest();
+        assert!(m.index.blocks.iter().all(BlockRef::is_branch), "still a root of branches");
+        assert!(m.index.objects.len() >= 2, "untouched pages stay where they were");
+        assert_eq!(archive.pages().await.unwrap().len(), 1500);
+        assert_eq!(archive.get("k01234x").await.unwrap(), b"between");
+        assert_eq!(archive.get("k02000").await.unwrap(), b"new");
+        assert!(archive.stat("k00007").await.is_err());
+        assert_eq!(archive.list("").await.unwrap().len(), 3000);
+        assert!(archive.verify().await.unwrap().problems.is_empty());
     }
 }

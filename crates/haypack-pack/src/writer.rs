@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use haypack_format::{
-    BlockBuilder, BlockRef, Container, Entry, Footer, IndexObject, Meta, PackRef, RecordHeader, decode_block,
-    encode_block,
+    BlockBuilder, BlockRef, Child, Container, Entry, Footer, IndexObject, Meta, PackRef, ROOT_BYTES, RecordHeader,
+    decode_block, encode_block, encode_node, root_fits,
 };
 use haypack_store::{Finished, ObjectWriter, Store};
 
@@ -181,38 +181,69 @@ pub(crate) fn io_error(name: &str, source: std::io::Error) -> crate::Error {
     haypack_store::Error::Io { op: "writing", path: name.into(), source }.into()
 }
 
-/// Uncompressed bytes an index block aims for: a lookup decodes one block, so this is the
-/// trade between root size (one reference per block) and bytes read per cold lookup.
-pub const INDEX_BLOCK_TARGET: usize = 256 * 1024;
+/// What a leaf of the archive index aims for, in bytes of keys plus 24 per entry: a lookup decodes (or searches)
+/// one leaf, so this is what a warm lookup that misses the cache pays, ~16 KiB decompressed.
+pub const LEAF_TARGET: usize = 16 << 10;
+
+/// What a page of the archive index aims for, in bytes of keys plus 24 per entry: writers rewrite whole pages, and
+/// the root holds one reference per page, so this trades the bytes a change rewrites against
+/// how many records a root that fits in the manifest reaches (~45,000 entries of 20-byte keys
+/// per page; 12 M records before the root needs branches).
+pub const PAGE_TARGET: usize = 2 << 20;
+
+/// The most a page may take compressed: a cold lookup reads one page whole, so this bounds
+/// its bytes whatever the keys are (random keys compress far less than sorted paths).
+pub const PAGE_BYTES: usize = 256 << 10;
+
+/// Pages a branch lists: about 100 KiB of node, the last read a cold lookup makes before the
+/// page in an archive of more than ~12 M records.
+pub const BRANCH_PAGES: usize = 2048;
 
 /// About what an entry adds to a block before compression: how blocks are measured.
 pub(crate) fn weight(e: &Entry) -> usize {
     e.key.len() + 24
 }
 
-/// An index object's blocks, and the object itself unless it held none.
+/// An index object's pages, and the object itself unless it held none.
 pub(crate) type WrittenIndex = (Vec<BlockRef>, Option<(IndexObject, Finished)>);
 
-/// Writes one index object: takes entries in key order and cuts them into blocks. The blocks'
-/// references say `object: 0`; whoever places the object in a manifest's list renumbers them.
+/// Writes one index object: takes entries in key order and cuts them into leaves, and leaves
+/// into pages (the leaves, then the node listing them). The pages' references say
+/// `object: 0`; whoever places the object in a manifest's list renumbers them.
 pub(crate) struct IndexWriter {
     name: String,
     out: Box<dyn ObjectWriter>,
     offset: u64,
+    /// Entries of the current leaf, and their weight.
     pending: Vec<Entry>,
     pending_bytes: usize,
-    blocks: Vec<BlockRef>,
+    /// The current page: its compressed leaves, their references (offsets from the page's
+    /// start) and their weight.
+    page: Vec<u8>,
+    leaves: Vec<Child>,
+    page_weight: usize,
+    pages: Vec<BlockRef>,
 }
 
 impl IndexWriter {
     pub fn create(store: &dyn Store, name: String, resume: bool) -> Result<Self> {
         let out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
-        Ok(IndexWriter { name, out, offset: 0, pending: Vec::new(), pending_bytes: 0, blocks: Vec::new() })
+        Ok(IndexWriter {
+            name,
+            out,
+            offset: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            page: Vec::new(),
+            leaves: Vec::new(),
+            page_weight: 0,
+            pages: Vec::new(),
+        })
     }
 
-    /// Blocks written so far.
-    pub fn blocks(&self) -> &[BlockRef] {
-        &self.blocks
+    /// Pages written so far.
+    pub fn pages(&self) -> &[BlockRef] {
+        &self.pages
     }
 
     /// Adds entries whose keys are greater than every key added before.
@@ -229,41 +260,123 @@ impl IndexWriter {
         e.mtime.nanos = 0;
         self.pending_bytes += weight(&e);
         self.pending.push(e);
-        if self.pending_bytes >= INDEX_BLOCK_TARGET {
-            self.flush()?;
+        if self.pending_bytes >= LEAF_TARGET {
+            self.end_leaf()?;
         }
         Ok(())
     }
 
-    /// Ends the current block early, so that a block written elsewhere can follow it.
-    pub fn flush(&mut self) -> Result<()> {
+    fn end_leaf(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let block = encode_block(&self.pending)?;
-        self.out.write_all(&block).map_err(|e| io_error(&self.name, e))?;
-        self.blocks.push(BlockRef {
-            object: 0,
+        let leaf = encode_block(&self.pending)?;
+        if !self.leaves.is_empty() && self.page.len() + leaf.len() > PAGE_BYTES {
+            self.end_page()?;
+        }
+        self.leaves.push(Child {
             first_key: self.pending[0].key.clone(),
-            offset: self.offset,
-            len: block.len() as u64,
+            object: String::new(),
+            offset: self.page.len() as u64,
+            len: leaf.len() as u64,
+            head: 0,
             records: self.pending.len() as u64,
-            crc32c: crc32c::crc32c(&block),
+            crc32c: crc32c::crc32c(&leaf),
         });
-        self.offset += block.len() as u64;
+        self.page.extend_from_slice(&leaf);
+        self.page_weight += self.pending_bytes;
         self.pending.clear();
         self.pending_bytes = 0;
+        if self.page_weight >= PAGE_TARGET {
+            self.end_page()?;
+        }
         Ok(())
     }
 
-    /// Makes the object visible, if it holds any block: an index object holding none is never
-    /// written. Returns its blocks and, when written, its size and how it got there.
+    fn end_page(&mut self) -> Result<()> {
+        if self.leaves.is_empty() {
+            return Ok(());
+        }
+        let node = encode_node(&self.leaves)?;
+        self.page.extend_from_slice(&node);
+        self.out.write_all(&self.page).map_err(|e| io_error(&self.name, e))?;
+        self.pages.push(BlockRef {
+            object: 0,
+            first_key: self.leaves[0].first_key.clone(),
+            offset: self.offset,
+            len: self.page.len() as u64,
+            head: node.len() as u64,
+            records: self.leaves.iter().map(|l| l.records).sum(),
+            crc32c: crc32c::crc32c(&node),
+        });
+        self.offset += self.page.len() as u64;
+        self.page.clear();
+        self.leaves.clear();
+        self.page_weight = 0;
+        Ok(())
+    }
+
+    /// Ends the current page early, so that a page written elsewhere can follow it.
+    pub fn flush(&mut self) -> Result<()> {
+        self.end_leaf()?;
+        self.end_page()
+    }
+
+    /// The root over `pages` (in key order, naming `objects` by position; `own` is this
+    /// object's position): the pages themselves if they fit in [`ROOT_BYTES`] of the manifest's JSON,
+    /// else branches of [`BRANCH_PAGES`] pages each, written into this object.
+    pub fn plant(&mut self, pages: Vec<BlockRef>, objects: &[IndexObject], own: u32) -> Result<Vec<BlockRef>> {
+        self.flush()?;
+        if root_fits(&pages) {
+            return Ok(pages);
+        }
+        let name_of = |p: &BlockRef| match p.object == own {
+            true => self.name.clone(),
+            false => objects[p.object as usize].name.clone(),
+        };
+        let mut root = Vec::new();
+        for group in pages.chunks(BRANCH_PAGES) {
+            let children: Vec<Child> = (group.iter())
+                .map(|p| Child {
+                    first_key: p.first_key.clone(),
+                    object: name_of(p),
+                    offset: p.offset,
+                    len: p.len,
+                    head: p.head,
+                    records: p.records,
+                    crc32c: p.crc32c,
+                })
+                .collect();
+            let node = encode_node(&children)?;
+            self.out.write_all(&node).map_err(|e| io_error(&self.name, e))?;
+            root.push(BlockRef {
+                object: own,
+                first_key: group[0].first_key.clone(),
+                offset: self.offset,
+                len: node.len() as u64,
+                head: node.len() as u64,
+                records: group.iter().map(|p| p.records).sum(),
+                crc32c: crc32c::crc32c(&node),
+            });
+            self.offset += node.len() as u64;
+        }
+        if !root_fits(&root) {
+            return Err(crate::Error::Bug(format!(
+                "an index of {} pages has a root past {ROOT_BYTES} bytes of JSON",
+                pages.len()
+            )));
+        }
+        Ok(root)
+    }
+
+    /// Makes the object visible, if it holds anything: an index object holding nothing is
+    /// never written. Returns its pages and, when written, its size and how it got there.
     pub fn finish(mut self) -> Result<WrittenIndex> {
         self.flush()?;
-        if self.blocks.is_empty() {
-            return Ok((self.blocks, None));
+        if self.offset == 0 {
+            return Ok((self.pages, None));
         }
         let finished = self.out.finish()?;
-        Ok((self.blocks, Some((IndexObject { name: self.name, size: self.offset }, finished))))
+        Ok((self.pages, Some((IndexObject { name: self.name, size: self.offset }, finished))))
     }
 }

@@ -210,19 +210,29 @@ impl NativeArchive {
         })
     }
 
-    /// The entries of the archive index's block `block` whose keys start with `prefix`, in key
-    /// order: how a reader splits an archive into disjoint key ranges (see `haypack.ray`).
-    fn block_entries(&self, py: Python<'_>, block: usize, prefix: String) -> PyResult<Vec<Row>> {
+    /// Disjoint key ranges covering the archive index, as (first key, records): its pages, or
+    /// their leaves when there are fewer than `at_least` pages. How a reader splits an archive
+    /// (see `haypack.ray`); a part holds the keys up to the next part's first.
+    fn index_parts(&self, py: Python<'_>, at_least: usize) -> PyResult<Vec<(String, u64)>> {
         run(py, async {
             let archive = self.archive().await?;
-            let count = archive.manifest().index.blocks.len();
-            if block >= count {
-                return Err(Failure::Invalid(format!(
-                    "the archive index has {count} blocks; there is no block {block}"
-                )));
-            }
-            let entries = archive.block(block).await?;
-            Ok(entries.iter().filter(|e| e.key.starts_with(&prefix)).map(row).collect())
+            Ok(archive.index_parts(at_least).await?.into_iter().map(|p| (p.first_key, p.records)).collect())
+        })
+    }
+
+    /// The entries with `start <= key < end` (no end: to the last) whose keys start with
+    /// `prefix`, in key order.
+    fn range_entries(&self, py: Python<'_>, start: String, end: Option<String>, prefix: String) -> PyResult<Vec<Row>> {
+        run(py, async {
+            let archive = self.archive().await?;
+            let mut rows = Vec::new();
+            archive
+                .scan_range(&start, end.as_deref(), &prefix, |e| {
+                    rows.push(row(e));
+                    true
+                })
+                .await?;
+            Ok(rows)
         })
     }
 

@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let records = keys.len() as f64;
     println!("records {}", keys.len());
-    let index_bytes = archive.manifest().live_index_bytes();
+    let index_bytes = archive.live_index_bytes().await?;
     println!("index_bytes {index_bytes}");
     println!("index_blocks {}", index.blocks.len());
     println!("index_bytes_per_record {:.3}", index_bytes as f64 / records);

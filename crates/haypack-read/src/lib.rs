@@ -29,18 +29,18 @@ mod chunked;
 mod error;
 mod export;
 mod extract;
+mod index;
 mod page;
 mod record;
 mod verify;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use haypack_format::{
-    Budget, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_block, decode_content,
-    find_in_block,
+    Budget, Dictionary, Entry, MANIFEST_NAME, Manifest, PackRef, RecordFrame, Timestamp, decode_content,
 };
 use haypack_store::Store;
 
@@ -50,20 +50,11 @@ pub use crate::check::RecordCheck;
 pub use crate::error::{Error, Result};
 pub use crate::export::ExportReport;
 pub use crate::extract::{ExtractOptions, ExtractReport, safe_path};
+pub use crate::index::DEFAULT_INDEX_MEMORY;
 pub use crate::page::Page;
 pub use crate::record::{Record, Want};
 pub use crate::verify::{Problem, VerifyReport};
 
-/// Index blocks kept decoded in memory.
-const BLOCK_CACHE: usize = 32;
-/// Compressed index blocks kept in memory, in bytes. A compressed block is ~7 bytes per record
-/// against ~150 decoded, so this holds the whole index of an archive of millions of records: a
-/// block that fell out of the decoded cache is decoded again (about a millisecond) instead of
-/// read again (a round trip to the store).
-const RAW_BLOCK_BUDGET: usize = 64 << 20;
-/// The most an archive index block may take decoded, its keys included: what the packer's
-/// blocks can take, with room to spare, so a forged block cannot make a lookup allocate more.
-const MAX_BLOCK_RAW: usize = haypack_format::MAX_BLOCK_DECODED;
 /// The least a chunked read asks for at once: the first chunk must hold the record's header,
 /// which takes at most 80 KiB.
 const MIN_CHUNK: u64 = 256 << 10;
@@ -74,19 +65,10 @@ pub struct Archive {
     store: Arc<dyn Store>,
     manifest: Manifest,
     packs: HashMap<u32, PackRef>,
-    blocks: Mutex<BlockCache>,
+    index: Mutex<index::IndexCache>,
     disk_cache: Option<std::path::PathBuf>,
     /// The version of each object as first read: later reads must see the same one.
     versions: Mutex<HashMap<String, String>>,
-}
-
-#[derive(Debug, Default)]
-struct BlockCache {
-    map: HashMap<usize, Arc<Vec<Entry>>>,
-    order: VecDeque<usize>,
-    /// Compressed blocks, kept until [`RAW_BLOCK_BUDGET`] is reached (then no more are added).
-    raw: HashMap<usize, bytes::Bytes>,
-    raw_bytes: usize,
 }
 
 impl Archive {
@@ -153,7 +135,7 @@ impl Archive {
             store,
             manifest,
             packs,
-            blocks: Mutex::default(),
+            index: Mutex::default(),
             disk_cache: cache_dir,
             versions: Mutex::default(),
         })
@@ -195,102 +177,27 @@ impl Archive {
         }
     }
 
-    /// The decoded index block `i` of the root, from the cache or the store. Blocks are what
-    /// writers merge changes into; most callers want [`Archive::stat`] or [`Archive::scan`].
-    pub async fn block(&self, i: usize) -> Result<Arc<Vec<Entry>>> {
-        if let Some(b) = self.blocks.lock().expect("cache lock").map.get(&i) {
-            return Ok(b.clone());
-        }
-        let bytes = self.block_bytes(i).await?;
-        let r = &self.manifest.index.blocks[i];
-        let mut entries = decode_block(&bytes, MAX_BLOCK_RAW).map_err(|e| self.block_corrupt(i, e.to_string()))?;
-        // Blocks before format version 3 may hold nanoseconds; the index means whole seconds.
-        entries.iter_mut().for_each(|e| e.mtime.nanos = 0);
-        if entries.len() as u64 != r.records || entries.first().map(|e| &e.key) != Some(&r.first_key) {
-            return Err(self.block_corrupt(i, "index block disagrees with the manifest's root".into()));
-        }
-        let entries = Arc::new(entries);
-        let mut cache = self.blocks.lock().expect("cache lock");
-        if cache.order.len() >= BLOCK_CACHE
-            && let Some(old) = cache.order.pop_front()
-        {
-            cache.map.remove(&old);
-        }
-        cache.order.push_back(i);
-        cache.map.insert(i, entries.clone());
-        Ok(entries)
-    }
-
-    /// The compressed index block `i`, checked against the root's CRC: from memory, the disk
-    /// cache or the store, and kept in memory while [`RAW_BLOCK_BUDGET`] allows.
-    async fn block_bytes(&self, i: usize) -> Result<bytes::Bytes> {
-        if let Some(b) = self.blocks.lock().expect("cache lock").raw.get(&i) {
-            return Ok(b.clone());
-        }
-        let r = &self.manifest.index.blocks[i];
-        // The manifest was validated: every block's object is listed.
-        let object = &self.manifest.index.objects[r.object as usize];
-        // A cached block is named by its checksum and length: a file under that name with
-        // those contents is the block, whichever archive put it there.
-        let cached = self.disk_cache.as_ref().map(|d| d.join(format!("{:08x}-{:x}.hpb", r.crc32c, r.len)));
-        let from_disk = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| crc32c::crc32c(b) == r.crc32c);
-        let bytes = match from_disk {
-            Some(b) => bytes::Bytes::from(b),
-            None => {
-                let b = self.read_range(&object.name, r.offset..r.offset + r.len, None).await.map_err(|e| match e {
-                    Error::Store(haypack_store::Error::OutOfRange { size, .. }) => self.block_corrupt(
-                        i,
-                        format!("index object is {size} bytes, the manifest says {}: truncated", object.size),
-                    ),
-                    e => e,
-                })?;
-                let crc = crc32c::crc32c(&b);
-                if crc != r.crc32c {
-                    let detail = format!("index block checksum {crc:#010x}, expected {:#010x}", r.crc32c);
-                    return Err(self.block_corrupt(i, detail));
-                }
-                if let Some(path) = &cached {
-                    save_to_cache(path, &b);
-                }
-                b
-            }
-        };
-        let mut cache = self.blocks.lock().expect("cache lock");
-        if !cache.raw.contains_key(&i) && cache.raw_bytes + bytes.len() <= RAW_BLOCK_BUDGET {
-            cache.raw_bytes += bytes.len();
-            cache.raw.insert(i, bytes.clone());
-        }
-        Ok(bytes)
-    }
-
-    fn block_corrupt(&self, i: usize, detail: String) -> Error {
-        let r = &self.manifest.index.blocks[i];
-        let object = self.manifest.index.objects[r.object as usize].name.clone();
-        Error::Corrupt { object, offset: r.offset, key: None, detail }
+    /// Keeps at most `bytes` of compressed index leaves in memory (default
+    /// [`DEFAULT_INDEX_MEMORY`]); decoded leaves and nodes are bounded by count besides. A
+    /// lookup whose leaf is not kept reads it (~3 KiB) again.
+    pub fn set_index_memory(&self, bytes: usize) {
+        self.index.lock().expect("index cache lock").raw_limit = bytes;
     }
 
     /// The index entry of `key`: where it is and what `ls --long` shows. Reads at most one
-    /// index block. A block is decoded whole and kept while the decoded cache has room; once
-    /// it is full, a lookup in a block outside it searches the compressed block instead of
-    /// decoding it and pushing another out, which costs several times less for random keys
-    /// over more blocks than the cache holds.
+    /// leaf, through its page (and a branch, in archives that have branches), which a warm
+    /// reader keeps. A leaf is decoded whole and kept while the decoded cache has room; once it
+    /// is full, a lookup in a leaf outside it searches the compressed leaf instead of decoding
+    /// it and pushing another out.
     pub async fn stat(&self, key: &str) -> Result<Entry> {
         let not_found = || Error::NotFound { key: key.to_owned(), archive: self.describe() };
-        let i = self.manifest.block_for(key).ok_or_else(not_found)?;
-        let search_compressed = {
-            let cache = self.blocks.lock().expect("cache lock");
-            !cache.map.contains_key(&i) && cache.map.len() >= BLOCK_CACHE
-        };
-        if !search_compressed {
-            let block = self.block(i).await?;
-            let at = block.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
-            return Ok(block[at].clone());
+        let leaf = self.leaf_for(key).await?.ok_or_else(not_found)?;
+        if self.leaf_cached_or_room(&leaf) {
+            let entries = self.leaf(&leaf).await?;
+            let at = entries.binary_search_by(|e| e.key.as_str().cmp(key)).map_err(|_| not_found())?;
+            return Ok(entries[at].clone());
         }
-        let bytes = self.block_bytes(i).await?;
-        let found = find_in_block(&bytes, MAX_BLOCK_RAW, key).map_err(|e| self.block_corrupt(i, e.to_string()))?;
-        let mut entry = found.ok_or_else(not_found)?;
-        entry.mtime.nanos = 0;
-        Ok(entry)
+        self.find_in_leaf(&leaf, key).await?.ok_or_else(not_found)
     }
 
     /// The content of `key`, verified.
@@ -323,27 +230,53 @@ impl Archive {
     }
 
     /// Calls `f` on each entry whose key starts with `prefix`, in key order, until it returns
-    /// false. Reads only the index blocks that can hold such keys.
-    pub async fn scan(&self, prefix: &str, mut f: impl FnMut(&Entry) -> bool) -> Result<()> {
-        let first = self.manifest.block_for(prefix).unwrap_or(0);
-        for i in first..self.manifest.index.blocks.len() {
-            if !self.manifest.index.blocks[i].first_key.starts_with(prefix)
-                && self.manifest.index.blocks[i].first_key.as_str() > prefix
-            {
+    /// false. Reads only the pages that can hold such keys, one at a time.
+    pub async fn scan(&self, prefix: &str, f: impl FnMut(&Entry) -> bool) -> Result<()> {
+        self.scan_range(prefix, None, prefix, f).await
+    }
+
+    /// Calls `f` on each entry with `start <= key < end` (no `end`: to the last key) whose key
+    /// starts with `prefix`, in key order, until it returns false. Reads only the pages that
+    /// can hold such keys, one at a time.
+    pub async fn scan_range(
+        &self,
+        start: &str,
+        end: Option<&str>,
+        prefix: &str,
+        mut f: impl FnMut(&Entry) -> bool,
+    ) -> Result<()> {
+        let start = start.max(prefix);
+        let past = |key: &str| end.is_some_and(|end| key >= end) || (key > prefix && !key.starts_with(prefix));
+        let pages = self.pages().await?;
+        let first = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
+        for i in first..pages.len() {
+            if pages[i].first_key.as_str() > start && past(&pages[i].first_key) {
                 break;
             }
-            let block = self.block(i).await?;
-            let start = block.partition_point(|e| e.key.as_str() < prefix);
-            for e in &block[start..] {
-                if !e.key.starts_with(prefix) {
-                    return Ok(());
-                }
-                if !f(e) {
+            let entries = self.page_entries(i).await?;
+            let from = entries.partition_point(|e| e.key.as_str() < start);
+            for e in &entries[from..] {
+                if past(&e.key) || !f(e) {
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// Disjoint key ranges covering the index, in key order, as references whose first keys
+    /// start them: its pages, or, when there are fewer than `at_least`, their leaves (read from
+    /// each page's node). A range holds the keys up to the next one's first.
+    pub async fn index_parts(&self, at_least: usize) -> Result<Vec<haypack_format::BlockRef>> {
+        let pages = self.pages().await?;
+        if pages.len() >= at_least {
+            return Ok(pages.to_vec());
+        }
+        let mut leaves = Vec::new();
+        for p in pages.iter() {
+            leaves.extend(self.leaves_of(p).await?.iter().cloned());
+        }
+        Ok(leaves)
     }
 
     fn pack_of(&self, entry: &Entry) -> Result<&PackRef> {
@@ -392,7 +325,7 @@ impl Archive {
 }
 
 /// Writes a block to the disk cache; a cache that cannot be written is only slower.
-fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
+pub(crate) fn save_to_cache(path: &std::path::Path, bytes: &[u8]) {
     let write = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir)?;

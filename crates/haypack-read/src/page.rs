@@ -1,5 +1,5 @@
-//! Listing in pages: a page starts where the previous one ended, at the index block holding that
-//! key, so paging through millions of keys reads each block about once.
+//! Listing in pages: a page of a listing starts where the previous one ended, at the index leaf
+//! holding that key, so paging through millions of keys reads each leaf about once.
 
 use haypack_format::Entry;
 
@@ -16,33 +16,37 @@ pub struct Page {
 
 impl Archive {
     /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key
-    /// order. Reads only the index blocks that can hold them.
+    /// order. Reads only the index leaves that can hold them.
     pub async fn list_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page> {
         let start = match after {
             Some(a) if a > prefix => a,
             _ => prefix,
         };
-        let blocks = &self.manifest.index.blocks;
+        let pages = self.pages().await?;
         let mut entries = Vec::new();
-        let from_block = self.manifest.block_for(start).unwrap_or(0);
-        for (i, block_ref) in blocks.iter().enumerate().skip(from_block) {
-            let first = block_ref.first_key.as_str();
-            if first > start && !first.starts_with(prefix) {
-                break;
-            }
-            let block = self.block(i).await?;
-            let from = block.partition_point(|e| e.key.as_str() < start);
-            for e in &block[from..] {
-                if !e.key.starts_with(prefix) {
+        let from_page = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
+        for page in &pages[from_page..] {
+            let leaves = self.leaves_of(page).await?;
+            let from_leaf = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
+            for leaf in &leaves[from_leaf..] {
+                let first = leaf.first_key.as_str();
+                if first > start && !first.starts_with(prefix) {
                     return Ok(Page { entries, more: false });
                 }
-                if after.is_some_and(|a| e.key.as_str() <= a) {
-                    continue;
+                let block = self.leaf(leaf).await?;
+                let from = block.partition_point(|e| e.key.as_str() < start);
+                for e in &block[from..] {
+                    if !e.key.starts_with(prefix) {
+                        return Ok(Page { entries, more: false });
+                    }
+                    if after.is_some_and(|a| e.key.as_str() <= a) {
+                        continue;
+                    }
+                    if entries.len() == limit {
+                        return Ok(Page { entries, more: true });
+                    }
+                    entries.push(e.clone());
                 }
-                if entries.len() == limit {
-                    return Ok(Page { entries, more: true });
-                }
-                entries.push(e.clone());
             }
         }
         Ok(Page { entries, more: false })

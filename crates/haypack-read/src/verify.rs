@@ -159,8 +159,17 @@ impl Archive {
         }
         let mut live: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut last: Option<String> = None;
-        for (i, r) in self.manifest.index.blocks.iter().enumerate() {
-            let block = match self.block(i).await {
+        let pages = match self.pages().await {
+            Ok(p) => p,
+            Err(crate::Error::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                report.problems.push(Problem::Block(e.to_string()));
+                return Ok(live);
+            }
+        };
+        report.bytes += (self.manifest.index.blocks.iter()).filter(|r| r.is_branch()).map(|r| r.len).sum::<u64>();
+        for (i, r) in pages.iter().enumerate() {
+            let block = match self.page_entries(i).await {
                 Ok(b) => b,
                 Err(crate::Error::Store(e)) => return Err(e.into()),
                 Err(e) => {

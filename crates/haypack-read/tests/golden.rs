@@ -69,6 +69,47 @@ async fn v3_zstd_archive_reads_forever() {
     assert!(entries.iter().all(|e| e.mtime == Timestamp { secs: 1_709_210_096, nanos: 0 }), "{entries:?}");
 }
 
+/// Version 4: the root names a page (leaves, then the node listing them).
+#[tokio::test]
+async fn v4_zstd_archive_reads_forever() {
+    check("v4-zstd", 4).await;
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden().join("v4-zstd/manifest.json")).expect("manifest"))
+            .expect("json");
+    let page = &m["index"]["blocks"][0];
+    let (len, head) = (page["len"].as_u64().expect("len"), page["head"].as_u64().expect("head"));
+    assert!(0 < head && head < len, "{page}");
+    let index = std::fs::read(golden().join("v4-zstd/index/000001.hpi")).expect("index object");
+    let crc = page["crc32c"].as_u64().expect("crc") as u32;
+    assert_eq!(haypack_format::decode_page(&index, head, crc, 1 << 20).expect("one page").len(), 7);
+}
+
+/// A writer on a version-3 archive commits version 4: the leaf its change touches becomes a page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_to_a_version_3_archive_upgrades_what_it_touches() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let arch = tmp.path().join("arch");
+    for dir in ["", "index", "packs"] {
+        std::fs::create_dir_all(arch.join(dir)).expect("mkdir");
+    }
+    for name in ["manifest.json", "index/000001.hpi", "packs/000001.hpk.zst"] {
+        std::fs::copy(golden().join("v3-zstd").join(name), arch.join(name)).expect("copy");
+    }
+    let more = tmp.path().join("more");
+    std::fs::create_dir_all(&more).expect("mkdir");
+    std::fs::write(more.join("added.txt"), "added").expect("write");
+    let store = Arc::new(LocalStore::new(&arch));
+    let opts = haypack_pack::PackOptions::default();
+    haypack_pack::add(&more, store.clone(), "", opts, Arc::new(())).await.expect("add");
+    let archive = Archive::open(store).await.expect("open");
+    let m = archive.manifest();
+    assert_eq!((m.version, m.records), (4, 8));
+    assert!(m.index.blocks.iter().all(|b| b.head > 0), "the touched leaf became a page");
+    assert_eq!(archive.get("added.txt").await.expect("get"), b"added");
+    assert_eq!(archive.get("hello.txt").await.expect("get"), std::fs::read(golden().join("src/hello.txt")).unwrap());
+    assert!(archive.verify().await.expect("verify").problems.is_empty());
+}
+
 /// Version 2: `v1-zstd`'s tree packed, then `add` of `dir/added.txt` and a new `hello.txt`, then
 /// `rm a-b`: two packs, dead records, a rewritten index and retired objects.
 #[tokio::test]

@@ -441,10 +441,10 @@ async fn a_record_that_expands_a_thousandfold_reads_back_by_every_path() {
     assert_eq!(report.records, tree.len() as u64);
 }
 
-/// More index blocks than the reader keeps decoded (long keys make small blocks): lookups in the
-/// blocks beyond its cache search the compressed blocks, and find exactly what a full decode does.
+/// More index leaves than the reader keeps decoded (long keys make small leaves): lookups in the
+/// leaves beyond its cache search the compressed leaves, and find exactly what a full decode does.
 #[tokio::test]
-async fn lookups_beyond_the_decoded_block_cache_find_every_key() {
+async fn lookups_beyond_the_decoded_leaf_cache_find_every_key() {
     let long = "d".repeat(240);
     let dirs: Vec<String> = (0..8).map(|i| format!("{i}{long}")).collect();
     let mut tree = BTreeMap::new();
@@ -453,9 +453,9 @@ async fn lookups_beyond_the_decoded_block_cache_find_every_key() {
     }
     let (_tmp, arch) = pack_tree(&tree, PackOptions::default()).await;
     let archive = open(&arch).await.expect("open");
-    let blocks = archive.manifest().index.blocks.len();
-    assert!(blocks > 32, "{blocks} blocks: more than the decoded cache holds");
-    // Touch every block once, in reverse, so that the last ones are searched compressed.
+    let leaves = archive.index_parts(usize::MAX).await.expect("leaves").len();
+    assert!(leaves > 256, "{leaves} leaves: more than the decoded cache holds");
+    // Touch every leaf once, in reverse, so that the last ones are searched compressed.
     let mut keys: Vec<&String> = tree.keys().collect();
     keys.reverse();
     for key in keys {

@@ -761,6 +761,8 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
     let stored = m.pack_bytes();
     let dead: u64 = m.packs.iter().map(|p| p.dead_bytes).sum();
     let index = m.index_bytes();
+    let live_index = archive.live_index_bytes().await?;
+    let pages = archive.pages().await?.len();
     let per_record = |n: u64| n as f64 / m.records.max(1) as f64;
     let garbage = |dead: u64, size: u64| dead as f64 / size.max(1) as f64;
     // `writeln!`, not `println!`: a closed pipe (`haypack info A | head -1`) is an error that
@@ -789,10 +791,11 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
             "dead_bytes": dead,
             "ratio": m.raw_bytes as f64 / stored.max(1) as f64,
             "index_bytes": index,
-            "index_live_bytes": m.live_index_bytes(),
+            "index_live_bytes": live_index,
             "index_objects": m.index.objects.len(),
-            "index_blocks": m.index.blocks.len(),
-            "index_bytes_per_record": per_record(m.live_index_bytes()),
+            "index_pages": pages,
+            "index_root": m.index.blocks.len(),
+            "index_bytes_per_record": per_record(live_index),
             "manifest_bytes": m.to_json().len(),
             "retired_objects": m.retired.len(),
             "dictionary_bytes": m.dictionaries.iter().map(|d| d.bytes().len()).sum::<usize>(),
@@ -818,12 +821,12 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "index        {} in {} blocks in {} object(s) ({:.2} bytes per record, {} superseded); root in manifest: {}",
-        bytes(m.live_index_bytes()),
-        m.index.blocks.len(),
+        "index        {} in {} pages in {} object(s) ({:.2} bytes per record, {} superseded); manifest: {}",
+        bytes(live_index),
+        pages,
         m.index.objects.len(),
-        per_record(m.live_index_bytes()),
-        bytes(index - m.live_index_bytes()),
+        per_record(live_index),
+        bytes(index.saturating_sub(live_index)),
         bytes(m.to_json().len() as u64)
     )?;
     if !m.retired.is_empty() {

@@ -1177,6 +1177,7 @@ fn craft_archive(dir: &Path, records: Records<'_>) {
                 first_key: entries[0].key.clone(),
                 offset: 0,
                 len: block.len() as u64,
+                head: 0,
                 records: entries.len() as u64,
                 crc32c: crc32c::crc32c(&block),
             }],

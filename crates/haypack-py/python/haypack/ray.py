@@ -8,8 +8,8 @@ Needs Ray (``pip install haypack[ray]``)::
     ds = ds.map(lambda row: {"key": row["key"], "data": row["data"].upper()})
     ds.write_datasink(haypack.ray.HaypackDatasink("s3://bucket/crawl-upper"))
 
-**Reading** splits the archive along its index blocks: each read task takes a run of whole
-blocks, so tasks read disjoint key ranges, and fetches its records with coalesced range reads
+**Reading** splits the archive along its index pages (or leaves): each read task takes a run of
+whole parts, so tasks read disjoint key ranges, and fetches its records with coalesced range reads
 (:meth:`haypack.Archive.get_many`), a batch at a time. Nothing is listed or opened up front but
 the manifest. Rows are ``{key, data, size, mtime, mode, content_type}``.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import ray.data
@@ -39,6 +39,8 @@ __all__ = ["HaypackDatasink", "HaypackDatasource", "read_haypack"]
 # of rows stays far below what a Ray worker holds, however small the records are.
 _BATCH_ROWS = 1024
 _BATCH_BYTES = 64 << 20
+# Parts the index is split into at most, before they are grouped into read tasks.
+_PARTS = 1024
 
 
 class HaypackDatasource(Datasource):
@@ -49,14 +51,15 @@ class HaypackDatasource(Datasource):
         self._archive = haypack.open(url, **open_options)
         self._prefix = prefix
         manifest = json.loads(self._archive._native.manifest_json())
-        blocks = manifest["index"]["blocks"]
-        firsts = [b["first_key"] for b in blocks]
-        # Block i holds the keys from its first key up to the next block's: it can hold keys
-        # under the prefix if that range meets [prefix, the prefix's end).
+        # Disjoint key ranges of the index (its pages, or their leaves if pages are few): part
+        # i holds the keys from its first key up to the next part's; it can hold keys under
+        # the prefix if that range meets [prefix, the prefix's end).
+        parts = self._archive._native.index_parts(_PARTS)
+        firsts = [first for first, _ in parts]
         self._blocks = [
-            (i, b["records"])
-            for i, b in enumerate(blocks)
-            if (i + 1 == len(blocks) or firsts[i + 1] > prefix) and (firsts[i].startswith(prefix) or firsts[i] < prefix)
+            ((firsts[i], firsts[i + 1] if i + 1 < len(parts) else None), n)
+            for i, (first, n) in enumerate(parts)
+            if (i + 1 == len(parts) or firsts[i + 1] > prefix) and (first.startswith(prefix) or first < prefix)
         ]
         self._raw_per_record = manifest.get("raw_bytes", 0) / max(1, manifest.get("records", 1))
 
@@ -109,11 +112,11 @@ def _split(blocks: Sequence[Any], parts: int) -> List[List[Any]]:
     return runs
 
 
-def _read(archive: haypack.Archive, ids: List[int], prefix: str) -> Iterator[Block]:
-    """The records of index blocks ``ids`` under ``prefix``, a batch (one ``get_many``) per
-    Arrow table."""
-    for i in ids:
-        rows = archive._native.block_entries(i, prefix)
+def _read(archive: haypack.Archive, ranges: List[Tuple[str, Optional[str]]], prefix: str) -> Iterator[Block]:
+    """The records of the key ranges ``ranges`` under ``prefix``, a batch (one ``get_many``)
+    per Arrow table."""
+    for first, past in ranges:
+        rows = archive._native.range_entries(first, past, prefix)
         start = 0
         while start < len(rows):
             end, stored = start, 0
