@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Writes a tar stream of COUNT small generated records to stdout: no file touches the disk.
 
-Usage: gen-tar.py COUNT [--start N] [--step S] [--seed SEED]
+Usage: gen-tar.py COUNT [--start N] [--step S] [--seed SEED] [--tiny]
 
 Record i (for i = start, start + step, ...) is `shard-NNNN/rec-IIIIIIIIII.txt`, a few hundred
 bytes of text drawn from a fixed vocabulary, so it compresses like prose and the same arguments
 always give the same bytes. `--step` interleaves the keys of several streams (stream k of n:
 `--start k --step n`), so that segments written from them must be merged, not appended. The
 headers are plain ustar, built here rather than by `tarfile` (which would be the bottleneck at
-millions of members).
+millions of members). `--tiny` makes each record's content its number alone (a few bytes), for
+archives of a hundred million records where what is measured is the index.
 """
 
 import argparse
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--step", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--tiny", action="store_true")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -52,7 +54,7 @@ def main() -> None:
     for n in range(args.count):
         i = args.start + n * args.step
         name = b"shard-%04d/rec-%010d.txt" % (i // 10_000, i)
-        body = b"record %d: " % i + bodies[i % len(bodies)]
+        body = b"%d\n" % i if args.tiny else b"record %d: " % i + bodies[i % len(bodies)]
         chunk.append(header(name, len(body)))
         chunk.append(body)
         chunk.append(b"\0" * (-len(body) % BLOCK))

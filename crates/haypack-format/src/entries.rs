@@ -140,9 +140,11 @@ pub const MAX_BLOCK_DECODED: usize = 8 << 20;
 /// (see [`MAX_BLOCK_DECODED`]): a block that would take more is [`Error::TooLarge`], found
 /// before its entries are built.
 pub fn decode_block(block: &[u8], limit: usize) -> Result<Vec<Entry>> {
-    let mut tally = Tally { used: 0, limit };
-    let raw = decompress(block, &mut tally)?;
-    let mut r = Reader::new(&raw, "index block");
+    with_decompressed(block, &mut Tally { used: 0, limit }, decode_raw)
+}
+
+fn decode_raw(raw: &[u8], tally: &mut Tally) -> Result<Vec<Entry>> {
+    let mut r = Reader::new(raw, "index block");
     let count = read_count(&mut r, raw.len())?;
     tally.add(count.saturating_mul(size_of::<Entry>()), || format!("{count} entries"))?;
     let mut entries: Vec<Entry> = Vec::with_capacity(count);
@@ -172,8 +174,11 @@ pub fn decode_block(block: &[u8], limit: usize) -> Result<Vec<Entry>> {
 /// lookup in a block that is not kept decoded costs this, not a whole [`decode_block`]; it
 /// holds the block's decompressed bytes (at most `limit`) and one key.
 pub fn find_in_block(block: &[u8], limit: usize, key: &str) -> Result<Option<Entry>> {
-    let raw = decompress(block, &mut Tally { used: 0, limit })?;
-    let mut r = Reader::new(&raw, "index block");
+    with_decompressed(block, &mut Tally { used: 0, limit }, |raw, _| find_in_raw(raw, key))
+}
+
+fn find_in_raw(raw: &[u8], key: &str) -> Result<Option<Entry>> {
+    let mut r = Reader::new(raw, "index block");
     let count = read_count(&mut r, raw.len())?;
     let mut keys = KeyCursor::default();
     let mut found = None;
@@ -209,14 +214,44 @@ impl Tally {
     }
 }
 
-/// A block's bytes before compression, counted against the tally before they are allocated.
-pub(crate) fn decompress(block: &[u8], tally: &mut Tally) -> Result<Vec<u8>> {
+/// Calls `f` with a block's bytes before compression, counted against the tally before they
+/// are allocated. The bytes live in a buffer of the calling thread's, with its zstd context:
+/// making either for every lookup costs more than decompressing a 16 KiB leaf.
+pub(crate) fn with_decompressed<T>(
+    block: &[u8],
+    tally: &mut Tally,
+    f: impl FnOnce(&[u8], &mut Tally) -> Result<T>,
+) -> Result<T> {
+    type State = (Option<zstd::bulk::Decompressor<'static>>, Vec<u8>);
+    thread_local! {
+        static STATE: std::cell::RefCell<State> = const { std::cell::RefCell::new((None, Vec::new())) };
+    }
     let size = zstd::zstd_safe::get_frame_content_size(block)
         .map_err(|_| corrupt("index block", "not a zstd frame"))?
         .ok_or_else(|| corrupt("index block", "frame does not state its size"))?;
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     tally.add(size, || format!("{size} bytes decompressed"))?;
-    zstd::bulk::decompress(block, size).map_err(|e| corrupt("index block", e.to_string()))
+    STATE.with(|state| {
+        // `f` only parses: it never decompresses again, so the buffer is never borrowed twice.
+        let mut state = state.borrow_mut();
+        let (context, buffer) = &mut *state;
+        if context.is_none() {
+            *context = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt("index block", e.to_string()))?);
+        }
+        buffer.clear();
+        buffer.reserve(size);
+        let decompressed = context.as_mut().expect("made above").decompress_to_buffer(block, buffer);
+        decompressed.map_err(|e| corrupt("index block", e.to_string()))?;
+        if buffer.len() != size {
+            return Err(corrupt("index block", format!("{} bytes decompressed, the frame says {size}", buffer.len())));
+        }
+        let result = f(buffer, tally);
+        // Keep a buffer for leaves, not for the largest block this thread ever decoded.
+        if buffer.capacity() > 1 << 20 {
+            *buffer = Vec::new();
+        }
+        result
+    })
 }
 
 /// The entry count of a block of `len` bytes, bounded by that size.

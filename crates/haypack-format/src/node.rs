@@ -6,7 +6,7 @@
 //! key's suffix and its checksum.
 
 use crate::bytes::{Reader, put_bytes, put_varint, put_zigzag};
-use crate::entries::{Entry, KeyCursor, Tally, common_prefix, decode_block, decompress};
+use crate::entries::{Entry, KeyCursor, Tally, common_prefix, decode_block, with_decompressed};
 use crate::error::{Error, Result, corrupt};
 use crate::header::check_key;
 
@@ -84,10 +84,12 @@ pub fn encode_node(children: &[Child]) -> Result<Vec<u8>> {
 /// [`MAX_NODE_DECODED`]). Every child is checked: keys strictly increasing, a head no longer
 /// than its range, ranges that do not wrap around.
 pub fn decode_node(node: &[u8], limit: usize) -> Result<Vec<Child>> {
+    with_decompressed(node, &mut Tally { used: 0, limit }, decode_raw)
+}
+
+fn decode_raw(raw: &[u8], tally: &mut Tally) -> Result<Vec<Child>> {
     let bad = |detail: String| corrupt("index node", detail);
-    let mut tally = Tally { used: 0, limit };
-    let raw = decompress(node, &mut tally)?;
-    let mut r = Reader::new(&raw, "index node");
+    let mut r = Reader::new(raw, "index node");
     let count = r.varint()?;
     // Each child takes at least 11 bytes (4 of them its checksum), which bounds the allocation.
     if count > raw.len() as u64 / 11 {

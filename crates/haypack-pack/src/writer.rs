@@ -187,16 +187,16 @@ pub const LEAF_TARGET: usize = 16 << 10;
 
 /// What a page of the archive index aims for, in bytes of keys plus 24 per entry: writers rewrite whole pages, and
 /// the root holds one reference per page, so this trades the bytes a change rewrites against
-/// how many records a root that fits in the manifest reaches (~45,000 entries of 20-byte keys
-/// per page; 12 M records before the root needs branches).
-pub const PAGE_TARGET: usize = 2 << 20;
+/// how many records a root that fits in the manifest reaches (up to ~90,000 entries of 20-byte
+/// keys per page, fewer when [`PAGE_BYTES`] comes first).
+pub const PAGE_TARGET: usize = 4 << 20;
 
 /// The most a page may take compressed: a cold lookup reads one page whole, so this bounds
 /// its bytes whatever the keys are (random keys compress far less than sorted paths).
 pub const PAGE_BYTES: usize = 256 << 10;
 
 /// Pages a branch lists: about 100 KiB of node, the last read a cold lookup makes before the
-/// page in an archive of more than ~12 M records.
+/// page in an archive of more than ~10 M records.
 pub const BRANCH_PAGES: usize = 2048;
 
 /// About what an entry adds to a block before compression: how blocks are measured.

@@ -1,11 +1,15 @@
-//! Lookup cost and latency of a local archive, for `scripts/bench.sh`: `lookups ARCHIVE [N]`.
+//! Lookup cost and latency of a local archive, for `scripts/bench.sh` and
+//! `scripts/bench-scale.sh`: `lookups ARCHIVE [N] [--change K]`.
 //!
 //! Reads go through the `Counting` store wrapper, so request counts are measured, not assumed.
-//! For N random keys (a fixed seed, so runs are comparable) it times `get` on one warm reader,
-//! one after another; for N/10 of them it opens a fresh reader per key (cold: manifest, then the
-//! index block, then the record) and counts what `stat` and `get` read. It also splits the
-//! archive index's bytes into what the keys cost and what the rest costs, by encoding each
-//! block again with only its keys. Prints `name value` lines.
+//! It lists the whole archive (timing the first key and the rate), then for N random keys (a
+//! fixed seed, so runs are comparable) times `get` on one warm reader (its index memory at the
+//! default bound), one after another; for N/10 of them it opens a fresh reader per key (cold:
+//! manifest, a branch if any, a page, the record) and counts the requests and bytes `stat` and
+//! `get` read. It splits the archive index's bytes into what the keys cost and what the rest
+//! costs, by encoding each page's entries again with only their keys. With `--change K` it then
+//! adds K new keys spread over the archive and removes K others, and reports the index bytes
+//! each commit read and wrote. Prints `name value` lines.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,15 +32,33 @@ fn key_cost(entries: &[Entry]) -> Result<u64, haypack_format::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: lookups ARCHIVE [N]")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let change: Option<usize> = match args.iter().position(|a| a == "--change") {
+        Some(i) => Some(args.get(i + 1).ok_or("--change needs a count")?.parse()?),
+        None => None,
+    };
+    let mut args = args.iter().take_while(|a| *a != "--change");
+    let path = args.next().ok_or("usage: lookups ARCHIVE [N] [--change K]")?.clone();
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(10_000);
     let store = Arc::new(Counting::new(LocalStore::new(&path)));
 
+    // The first key of a listing, from a fresh reader: the manifest, then one page.
+    let t = Instant::now();
+    let fresh = Archive::open(store.clone()).await?;
+    fresh.scan("", |_| false).await?;
+    println!("list_first_key_us {:.0}", t.elapsed().as_secs_f64() * 1e6);
+
+    // The whole listing, from a fresh reader: every page read and decoded, every key seen.
+    let (t, mut listed) = (Instant::now(), 0u64);
+    Archive::open(store.clone()).await?.scan("", |_| (listed += 1, true).1).await?;
+    println!("list_keys_per_s {:.0}", listed as f64 / t.elapsed().as_secs_f64());
+
     let archive = Archive::open(store.clone()).await?;
-    let index = &archive.manifest().index;
+    println!("manifest_bytes {}", archive.manifest().to_json().len());
+    println!("index_root {}", archive.manifest().index.blocks.len());
+    let pages = archive.pages().await?;
     let (mut keys, mut block, mut key_bytes) = (Vec::new(), Vec::new(), 0u64);
-    let mut sizes = index.blocks.iter().map(|b| b.records as usize);
+    let mut sizes = pages.iter().map(|b| b.records as usize);
     let mut left = sizes.next().unwrap_or(0);
     let mut failed = None;
     archive
@@ -65,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("records {}", keys.len());
     let index_bytes = archive.live_index_bytes().await?;
     println!("index_bytes {index_bytes}");
-    println!("index_blocks {}", index.blocks.len());
+    println!("index_pages {}", pages.len());
     println!("index_bytes_per_record {:.3}", index_bytes as f64 / records);
     println!("index_key_bytes {key_bytes}");
     println!("index_nonkey_bytes_per_record {:.3}", index_bytes.saturating_sub(key_bytes) as f64 / records);
@@ -73,8 +95,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = haypack_testkit::XorShift::new(2);
     let picks: Vec<&String> = (0..n).map(|_| &keys[rng.below(keys.len() as u64) as usize]).collect();
 
-    // Warm: one reader whose block cache already holds what the scan read, as in a long-lived
-    // server; a get is then one range read of a pack.
+    // Warm: one long-lived reader, as in a server: its caches fill as it goes (a first pass
+    // over the picks), up to their bounds; a get is then one range read of a pack, plus a leaf
+    // when the index is larger than the reader keeps.
+    for key in &picks {
+        archive.get(key).await?;
+    }
     let mut warm = Vec::with_capacity(n);
     let mut bytes = 0u64;
     store.reset();
@@ -89,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Cold: a fresh reader per key, so nothing is cached; `stat` alone shows the index reads.
     let cold_n = (n / 10).max(1);
-    let (mut cold, mut block_reads, mut cold_reads) = (Vec::with_capacity(cold_n), 0u64, 0u64);
+    let (mut cold, mut block_reads, mut cold_reads, mut cold_bytes) = (Vec::with_capacity(cold_n), 0u64, 0u64, 0u64);
     for key in picks.iter().take(cold_n) {
         store.reset();
         let t = Instant::now();
@@ -100,6 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fresh.get(key).await?;
         cold.push(t.elapsed());
         cold_reads += store.counts().reads();
+        cold_bytes += store.counts().bytes_read;
     }
 
     println!("gets {n}");
@@ -113,5 +140,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cold_get_p99_us {:.1}", percentile_us(&mut cold, 0.99));
     println!("cold_block_reads_per_lookup {:.3}", block_reads as f64 / cold_n as f64);
     println!("cold_reads_per_get {:.3}", cold_reads as f64 / cold_n as f64);
+    println!("cold_bytes_per_get {:.0}", cold_bytes as f64 / cold_n as f64);
+    if let Some(k) = change {
+        changes(&path, &keys, k).await?;
+    }
+    Ok(())
+}
+
+/// Adds `k` new keys spread evenly over the archive, then removes `k` others, then does the
+/// same with `k` keys next to each other (after the middle key), and prints the index bytes
+/// each commit read (all it read but the manifest: these commits read no pack) and wrote (the
+/// index object it added).
+async fn changes(path: &str, keys: &[String], k: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use haypack_pack::{Content, Record};
+    let store = Arc::new(Counting::new(LocalStore::new(path)));
+    let spread = (keys.len() / k).max(1);
+    let index_objects = |m: &haypack_format::Manifest| -> std::collections::HashMap<String, u64> {
+        m.index.objects.iter().map(|o| (o.name.clone(), o.size)).collect()
+    };
+    for (what, step) in [("add", spread), ("rm", spread), ("add_clustered", 1), ("rm_clustered", 1)] {
+        let from = if step == 1 { keys.len() / 2 } else { 0 };
+        let before = index_objects(Archive::open(store.clone()).await?.manifest());
+        store.reset();
+        let t = Instant::now();
+        if what.starts_with("add") {
+            let opts = haypack_pack::PackOptions::default();
+            let mut writer = haypack_pack::Writer::open(store.clone(), opts, Arc::new(())).await?;
+            for key in keys.iter().skip(from).step_by(step).take(k) {
+                let content = Content::Bytes(format!("added after {key}\n").into_bytes());
+                writer.write(Record {
+                    key: format!("{key}~"),
+                    mtime: None,
+                    mode: None,
+                    content_type: None,
+                    content,
+                })?;
+            }
+            writer.commit().await?;
+        } else {
+            let doomed: Vec<String> = keys.iter().skip(from + step / 2).step_by(step).take(k).cloned().collect();
+            haypack_pack::remove(store.clone(), &doomed, &[], false).await?;
+        }
+        let elapsed = t.elapsed();
+        let read = store.counts().bytes_read;
+        let after = Archive::open(store.clone()).await?;
+        let manifest = after.manifest().to_json().len() as u64;
+        let written: u64 = (index_objects(after.manifest()).into_iter())
+            .filter(|(name, _)| !before.contains_key(name))
+            .map(|(_, size)| size)
+            .sum();
+        println!("{what}_{k}_index_bytes_read {}", read.saturating_sub(2 * manifest));
+        println!("{what}_{k}_index_bytes_written {written}");
+        println!("{what}_{k}_s {:.2}", elapsed.as_secs_f64());
+    }
     Ok(())
 }

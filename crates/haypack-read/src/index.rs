@@ -130,9 +130,26 @@ impl Archive {
     pub async fn page_entries(&self, i: usize) -> Result<Vec<Entry>> {
         let pages = self.pages().await?;
         let p = &pages[i];
-        let span = self.index_range(p, p.offset..p.offset + p.len).await?;
-        let mut entries =
-            decode_page(&span, p.head, p.crc32c, MAX_LEAF_DECODED).map_err(|e| self.index_corrupt(p, e.to_string()))?;
+        let mut entries = match self.cached_leaves(p) {
+            // A lookup read this page before (as a writer's checks do): decode what it kept.
+            Some(leaves) => {
+                let mut entries = Vec::new();
+                for (leaf, bytes) in &leaves {
+                    let block =
+                        decode_block(bytes, MAX_LEAF_DECODED).map_err(|e| self.index_corrupt(leaf, e.to_string()))?;
+                    if block.len() as u64 != leaf.records || block.first().map(|e| &e.key) != Some(&leaf.first_key) {
+                        return Err(self.index_corrupt(leaf, "index block disagrees with its reference".into()));
+                    }
+                    entries.extend(block);
+                }
+                entries
+            }
+            None => {
+                let span = self.index_range(p, p.offset..p.offset + p.len).await?;
+                decode_page(&span, p.head, p.crc32c, MAX_LEAF_DECODED)
+                    .map_err(|e| self.index_corrupt(p, e.to_string()))?
+            }
+        };
         if entries.len() as u64 != p.records || entries.first().map(|e| &e.key) != Some(&p.first_key) {
             return Err(self.index_corrupt(p, "index page disagrees with its reference".into()));
         }
@@ -150,6 +167,17 @@ impl Archive {
             0 => Ok(Arc::new(vec![page.clone()])),
             _ => self.node(page).await,
         }
+    }
+
+    /// Every leaf of page `p` with its checked bytes, if the cache holds the page's node and all
+    /// its leaves.
+    fn cached_leaves(&self, p: &BlockRef) -> Option<Vec<(BlockRef, bytes::Bytes)>> {
+        let mut cache = self.cache();
+        let leaves = match p.head {
+            0 => Arc::new(vec![p.clone()]),
+            _ => cache.nodes.get(&(p.object, p.offset))?.clone(),
+        };
+        (leaves.iter()).map(|l| Some((l.clone(), cache.raw.get(&(l.object, l.offset))?.clone()))).collect()
     }
 
     /// The decoded leaf `r`, from the cache or the store. Once the cache is full, a caller
