@@ -4,7 +4,6 @@
 //! root of leaves, which the same walk reads.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use haypack_format::{BlockRef, Child, Entry, MAX_NODE_DECODED, decode_block, decode_page, page_leaves};
@@ -12,11 +11,6 @@ use lru::LruCache;
 
 use crate::{Archive, Error, Result};
 
-/// Leaves kept decoded, most recently used first: ~16 KiB decompressed, ~40 KiB decoded each.
-const LEAF_CACHE: usize = 256;
-/// Nodes kept decoded: a page's node lists its ~100 leaves in a few KiB, so these cover the
-/// pages of hundreds of millions of records.
-const NODE_CACHE: usize = 16_384;
 /// A range read whole when its node is needed: a page the packer wrote (at most 256 KiB and
 /// one leaf) comes in one request with its leaves, which is what a cold lookup wants. A longer
 /// range (a forged one) is read a node at a time.
@@ -25,26 +19,30 @@ const SPAN_READ: u64 = 1 << 20;
 /// leaves can take, with room to spare, so a forged leaf cannot make a lookup allocate more.
 pub(crate) const MAX_LEAF_DECODED: usize = haypack_format::MAX_BLOCK_DECODED;
 /// What a whole page may take decoded, for the readers that take pages whole: the packer's
-/// pages hold ~2 MiB of keys and entries.
+/// pages hold ~4 MiB of keys and entries.
 const MAX_PAGE_DECODED: usize = 64 << 20;
 
-/// The default of [`crate::Archive::set_index_memory`]: compressed leaves kept in memory. A
-/// leaf is ~5 bytes per record of short keys, so this keeps the whole index of an archive of
-/// ~10 M records, and a bounded part of a larger one.
-pub const DEFAULT_INDEX_MEMORY: usize = 64 << 20;
+/// The default of [`crate::Archive::set_index_memory`]. Half of it keeps compressed leaves
+/// (~5 bytes per record of short keys: the whole index of ~12 M records), three eighths
+/// decoded leaves (~110 bytes per record: ~500,000 records' lookups that need no decoding),
+/// an eighth nodes (~0.15 bytes per record: every page of ~800 M records).
+pub const DEFAULT_INDEX_MEMORY: usize = 128 << 20;
 
 /// Where a range of the index lies: its object's position in the manifest, and its offset.
 type Place = (u32, u64);
 
-/// What a reader keeps of the index it read.
+/// What a reader keeps of the index it read, within its memory bound: nodes most recently
+/// used first; leaves, decoded and compressed, as long as they fit (then lookups search the
+/// compressed ones they find, and read the others again).
 #[derive(Debug)]
 pub(crate) struct IndexCache {
-    leaves: LruCache<Place, Arc<Vec<Entry>>>,
-    nodes: LruCache<Place, Arc<Vec<BlockRef>>>,
-    /// Compressed leaves, kept until `raw_limit` is reached (then no more are added).
+    nodes: LruCache<Place, (Arc<Vec<BlockRef>>, usize)>,
+    node_bytes: usize,
+    leaves: HashMap<Place, Arc<Vec<Entry>>>,
+    leaf_bytes: usize,
     raw: HashMap<Place, bytes::Bytes>,
     raw_bytes: usize,
-    pub(crate) raw_limit: usize,
+    memory: usize,
     /// Every page in key order, once a reader needed them all.
     pages: Option<Arc<Vec<BlockRef>>>,
 }
@@ -52,23 +50,61 @@ pub(crate) struct IndexCache {
 impl Default for IndexCache {
     fn default() -> Self {
         IndexCache {
-            leaves: LruCache::new(NonZeroUsize::new(LEAF_CACHE).expect("not zero")),
-            nodes: LruCache::new(NonZeroUsize::new(NODE_CACHE).expect("not zero")),
+            nodes: LruCache::unbounded(),
+            node_bytes: 0,
+            leaves: HashMap::new(),
+            leaf_bytes: 0,
             raw: HashMap::new(),
             raw_bytes: 0,
-            raw_limit: DEFAULT_INDEX_MEMORY,
+            memory: DEFAULT_INDEX_MEMORY,
             pages: None,
         }
     }
 }
 
 impl IndexCache {
+    pub(crate) fn set_memory(&mut self, bytes: usize) {
+        self.memory = bytes;
+        self.nodes.clear();
+        self.leaves.clear();
+        self.raw.clear();
+        (self.node_bytes, self.leaf_bytes, self.raw_bytes) = (0, 0, 0);
+    }
+
     fn keep_raw(&mut self, place: Place, bytes: bytes::Bytes) {
-        if !self.raw.contains_key(&place) && self.raw_bytes + bytes.len() <= self.raw_limit {
+        if !self.raw.contains_key(&place) && self.raw_bytes + bytes.len() <= self.memory / 2 {
             self.raw_bytes += bytes.len();
             self.raw.insert(place, bytes);
         }
     }
+
+    fn keep_leaf(&mut self, place: Place, entries: Arc<Vec<Entry>>) {
+        // Admitted while the share is not full, as `leaf_cached_or_room` promised: it may pass
+        // its bound by one leaf (at most `MAX_LEAF_DECODED`).
+        let size = decoded_size(&entries);
+        if !self.leaves.contains_key(&place) && self.leaf_bytes < self.memory / 4 {
+            self.leaf_bytes += size;
+            self.leaves.insert(place, entries);
+        }
+    }
+
+    fn keep_node(&mut self, place: Place, children: Arc<Vec<BlockRef>>) {
+        let size = children.iter().map(|c| size_of::<BlockRef>() + c.first_key.len()).sum::<usize>();
+        if let Some((_, old)) = self.nodes.put(place, (children, size)) {
+            self.node_bytes -= old;
+        }
+        self.node_bytes += size;
+        while self.node_bytes > self.memory / 4 && self.nodes.len() > 1 {
+            let Some((_, (_, gone))) = self.nodes.pop_lru() else { break };
+            self.node_bytes -= gone;
+        }
+    }
+}
+
+/// What a decoded leaf takes in memory, about: its entries, their keys and content types.
+fn decoded_size(entries: &[Entry]) -> usize {
+    let strings = |e: &Entry| e.key.len() + e.content_type.as_ref().map_or(0, String::len);
+    entries.iter().map(|e| size_of::<Entry>() + strings(e)).sum()
 }
 
 impl Archive {
@@ -175,7 +211,7 @@ impl Archive {
         let mut cache = self.cache();
         let leaves = match p.head {
             0 => Arc::new(vec![p.clone()]),
-            _ => cache.nodes.get(&(p.object, p.offset))?.clone(),
+            _ => cache.nodes.get(&(p.object, p.offset))?.0.clone(),
         };
         (leaves.iter()).map(|l| Some((l.clone(), cache.raw.get(&(l.object, l.offset))?.clone()))).collect()
     }
@@ -193,14 +229,14 @@ impl Archive {
             return Err(self.index_corrupt(r, "index block disagrees with its reference".into()));
         }
         let entries = Arc::new(entries);
-        self.cache().leaves.put((r.object, r.offset), entries.clone());
+        self.cache().keep_leaf((r.object, r.offset), entries.clone());
         Ok(entries)
     }
 
-    /// Whether the decoded leaf `r` is in the cache, or the cache has room for it.
+    /// Whether the decoded leaf `r` is in the cache, or the cache has room for more.
     pub(crate) fn leaf_cached_or_room(&self, r: &BlockRef) -> bool {
         let cache = self.cache();
-        cache.leaves.contains(&(r.object, r.offset)) || cache.leaves.len() < cache.leaves.cap().get()
+        cache.leaves.contains_key(&(r.object, r.offset)) || cache.leaf_bytes < cache.memory / 4
     }
 
     /// `key`'s entry in the leaf `r`, found in its compressed bytes without decoding the rest.
@@ -229,7 +265,7 @@ impl Archive {
     /// references into the manifest's objects. A page short enough is read whole, and its
     /// leaves kept, so that the lookup that needed the node needs no other read.
     async fn node(&self, r: &BlockRef) -> Result<Arc<Vec<BlockRef>>> {
-        if let Some(n) = self.cache().nodes.get(&(r.object, r.offset)) {
+        if let Some((n, _)) = self.cache().nodes.get(&(r.object, r.offset)) {
             return Ok(n.clone());
         }
         let end = r.offset + r.len;
@@ -267,7 +303,7 @@ impl Archive {
             return Err(self.index_corrupt(r, "index node disagrees with its reference".into()));
         }
         let children = Arc::new(children);
-        self.cache().nodes.put((r.object, r.offset), children.clone());
+        self.cache().keep_node((r.object, r.offset), children.clone());
         Ok(children)
     }
 

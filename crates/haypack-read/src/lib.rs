@@ -177,11 +177,11 @@ impl Archive {
         }
     }
 
-    /// Keeps at most `bytes` of compressed index leaves in memory (default
-    /// [`DEFAULT_INDEX_MEMORY`]); decoded leaves and nodes are bounded by count besides. A
-    /// lookup whose leaf is not kept reads it (~3 KiB) again.
+    /// Keeps at most about `bytes` of the index in memory (default [`DEFAULT_INDEX_MEMORY`]):
+    /// nodes, leaves decoded and leaves compressed, in the shares its documentation gives. A
+    /// lookup whose leaf is not kept reads it (~3 KiB) again. Empties what is kept.
     pub fn set_index_memory(&self, bytes: usize) {
-        self.index.lock().expect("index cache lock").raw_limit = bytes;
+        self.index.lock().expect("index cache lock").set_memory(bytes);
     }
 
     /// The index entry of `key`: where it is and what `ls --long` shows. Reads at most one

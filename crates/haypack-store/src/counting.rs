@@ -17,6 +17,8 @@ pub struct Counts {
     pub ranges: u64,
     /// Bytes returned by reads.
     pub bytes_read: u64,
+    /// Of those, bytes of objects under `index/`: an archive's index.
+    pub index_bytes_read: u64,
     /// Heads.
     pub heads: u64,
     /// Puts and streaming creates.
@@ -38,7 +40,7 @@ impl Counts {
 #[derive(Debug)]
 pub struct Counting<S> {
     inner: S,
-    counters: [AtomicU64; 7],
+    counters: [AtomicU64; 8],
 }
 
 impl<S: Store> Counting<S> {
@@ -50,7 +52,16 @@ impl<S: Store> Counting<S> {
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
-        Counts { gets: c(0), ranges: c(1), bytes_read: c(2), heads: c(3), writes: c(4), lists: c(5), deletes: c(6) }
+        Counts {
+            gets: c(0),
+            ranges: c(1),
+            bytes_read: c(2),
+            heads: c(3),
+            writes: c(4),
+            lists: c(5),
+            deletes: c(6),
+            index_bytes_read: c(7),
+        }
     }
 
     /// Sets every count back to zero.
@@ -60,6 +71,13 @@ impl<S: Store> Counting<S> {
 
     fn bump(&self, i: usize, n: u64) {
         self.counters[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(&self, name: &str, bytes: &Bytes) {
+        self.bump(2, bytes.len() as u64);
+        if name.starts_with("index/") {
+            self.bump(7, bytes.len() as u64);
+        }
     }
 }
 
@@ -76,21 +94,21 @@ impl<S: Store> Store for Counting<S> {
     async fn get(&self, name: &str) -> Result<Bytes> {
         self.bump(0, 1);
         let b = self.inner.get(name).await?;
-        self.bump(2, b.len() as u64);
+        self.read(name, &b);
         Ok(b)
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
         self.bump(1, 1);
         let b = self.inner.get_range(name, range).await?;
-        self.bump(2, b.len() as u64);
+        self.read(name, &b);
         Ok(b)
     }
 
     async fn get_range_pinned(&self, name: &str, range: Range<u64>, version: Option<&str>) -> Result<(Bytes, String)> {
         self.bump(1, 1);
         let (b, v) = self.inner.get_range_pinned(name, range, version).await?;
-        self.bump(2, b.len() as u64);
+        self.read(name, &b);
         Ok((b, v))
     }
 
