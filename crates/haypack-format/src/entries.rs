@@ -169,6 +169,13 @@ fn decode_raw(raw: &[u8], tally: &mut Tally) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// What decoded entries take in memory, about: the entries, their keys and content types. The
+/// one measure for decoded index limits and caches.
+pub fn decoded_size(entries: &[Entry]) -> usize {
+    let strings = |e: &Entry| e.key.len() + e.content_type.as_ref().map_or(0, String::len);
+    entries.iter().map(|e| size_of::<Entry>() + strings(e)).sum()
+}
+
 /// Finds `key`'s entry in a block written by [`encode_block`] without building the others: the
 /// keys are compared as they are decoded, and only the found entry gets strings of its own. A
 /// lookup in a block that is not kept decoded costs this, not a whole [`decode_block`]; it

@@ -43,7 +43,9 @@ pub use crate::codec::{
 };
 pub use crate::decode::{Budget, RecordDecoder, decode_content, decode_record};
 pub use crate::dict::{DEFAULT_DICTIONARY, Dictionary, MAX_DICTIONARY};
-pub use crate::entries::{BlockBuilder, Entry, MAX_BLOCK_DECODED, decode_block, encode_block, find_in_block};
+pub use crate::entries::{
+    BlockBuilder, Entry, MAX_BLOCK_DECODED, decode_block, decoded_size, encode_block, find_in_block,
+};
 pub use crate::error::{Error, Result};
 pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERSION};
 pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
@@ -52,5 +54,7 @@ pub use crate::manifest::{
     BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
     ROOT_BYTES, Retired, is_object_name, pack_id_after, root_fits,
 };
-pub use crate::node::{Child, MAX_NODE_DECODED, decode_node, decode_page, encode_node, page_leaves};
+pub use crate::node::{
+    Child, MAX_NODE_DECODED, MAX_PAGE_DECODED, decode_node, decode_page, encode_node, extend_page, page_leaves,
+};
 pub use crate::segment::{SEGMENT_VERSION, Segment};

@@ -244,8 +244,8 @@ impl Manifest {
             if b.offset.checked_add(b.len).is_none_or(|end| end > object.size) {
                 return Err(corrupt("manifest", format!("index block {i} runs past the end of {}", object.name)));
             }
-            if b.head > b.len {
-                return Err(corrupt("manifest", format!("index block {i} has a head longer than itself")));
+            if b.head > b.len || (b.head != 0 && self.version < 4) {
+                return Err(corrupt("manifest", format!("index block {i} has a head its version cannot have")));
             }
             if i > 0 && self.index.blocks[i - 1].first_key >= b.first_key {
                 return Err(corrupt("manifest", format!("index block {i} is out of key order")));

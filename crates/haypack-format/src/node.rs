@@ -6,7 +6,9 @@
 //! key's suffix and its checksum.
 
 use crate::bytes::{Reader, put_bytes, put_varint, put_zigzag};
-use crate::entries::{Entry, KeyCursor, Tally, common_prefix, decode_block, with_decompressed};
+use crate::entries::{
+    Entry, KeyCursor, MAX_BLOCK_DECODED, Tally, common_prefix, decode_block, decoded_size, with_decompressed,
+};
 use crate::error::{Error, Result, corrupt};
 use crate::header::check_key;
 
@@ -17,6 +19,14 @@ const NODE_LEVEL: i32 = 9;
 /// child `size_of::<Child>()`, its first key and its object name. The packer's nodes take a few
 /// hundred KiB at most (a page lists tens of leaves; a branch a few thousand pages).
 pub const MAX_NODE_DECODED: usize = 8 << 20;
+
+/// The longest object name a node may hold: names are `index/` and a short file name.
+const MAX_OBJECT_NAME: usize = 255;
+
+/// What a whole page may take decoded, for readers that take pages whole: the packer's pages
+/// hold at most 4 MiB of keys plus 24 bytes per entry, which decode to ~20 MiB with the
+/// shortest keys.
+pub const MAX_PAGE_DECODED: usize = 64 << 20;
 
 /// One child of a node: a byte range of an index object, and what it holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,14 +122,20 @@ fn decode_raw(raw: &[u8], tally: &mut Tally) -> Result<Vec<Child>> {
     // keep the deltas until then.
     let mut renamed = vec![false; count];
     for i in 0..count {
-        if r.varint()? != 0 || i == 0 {
-            let name = std::str::from_utf8(r.bytes()?).map_err(|_| bad("object name is not UTF-8".into()))?;
-            tally.add(name.len(), || format!("the object names of its first {} children", i + 1))?;
-            children[i].object = name.to_owned();
-            renamed[i] = true;
-        } else {
-            children[i].object = children[i - 1].object.clone();
+        match (r.varint()?, i) {
+            (1, _) => {
+                let name = std::str::from_utf8(r.bytes()?).map_err(|_| bad("object name is not UTF-8".into()))?;
+                if name.len() > MAX_OBJECT_NAME {
+                    return Err(bad(format!("an object name of {} bytes", name.len())));
+                }
+                children[i].object = name.to_owned();
+                renamed[i] = true;
+            }
+            (0, 1..) => children[i].object = children[i - 1].object.clone(),
+            (flag, _) => return Err(bad(format!("child {i} has object flag {flag}"))),
         }
+        // Every child holds its name, repeated or not.
+        tally.add(children[i].object.len(), || format!("the object names of its first {} children", i + 1))?;
     }
     let deltas = (0..count).map(|_| r.zigzag()).collect::<Result<Vec<_>>>()?;
     for c in children.iter_mut() {
@@ -170,37 +186,56 @@ pub fn page_leaves(node: &[u8], len: u64, crc32c: u32, limit: usize) -> Result<V
 
 /// The entries below one reference of the archive index that holds leaves only: a leaf
 /// (`head` 0) or a page (its leaves, then its `head`-byte node). `span` is the whole range the
-/// reference names; every checksum is checked, and each leaf against its node's reference. A
-/// page decodes to at most `limit` bytes per leaf.
+/// reference names; every checksum is checked, and each leaf against its node's reference. The
+/// entries may take at most `limit` bytes in memory ([`decoded_size`]), and decoding one leaf
+/// at most [`crate::MAX_BLOCK_DECODED`] besides.
 pub fn decode_page(span: &[u8], head: u64, crc32c: u32, limit: usize) -> Result<Vec<Entry>> {
-    let check = |bytes: &[u8], expected: u32, what: &str| {
-        let crc = crc32c::crc32c(bytes);
-        match crc == expected {
-            true => Ok(()),
-            false => Err(corrupt("index block", format!("{what} checksum {crc:#010x}, expected {expected:#010x}"))),
-        }
-    };
+    let (mut entries, mut budget) = (Vec::new(), limit);
     if head == 0 {
-        check(span, crc32c, "leaf")?;
-        return decode_block(span, limit);
+        extend_page(&mut entries, span, (None, u64::MAX, crc32c), &mut budget)?;
+        return Ok(entries);
     }
     let len = span.len() as u64;
     let node = span.get(span.len().saturating_sub(head as usize)..).filter(|_| head <= len);
     let node = node.ok_or_else(|| corrupt("index node", format!("a {head}-byte node in {len} bytes")))?;
-    let mut entries = Vec::new();
     for leaf in page_leaves(node, len, crc32c, MAX_NODE_DECODED)? {
         let bytes = &span[leaf.offset as usize..(leaf.offset + leaf.len) as usize];
-        check(bytes, leaf.crc32c, "leaf")?;
-        let block = decode_block(bytes, limit)?;
-        if block.len() as u64 != leaf.records || block.first().map(|e| &e.key) != Some(&leaf.first_key) {
-            return Err(corrupt("index block", format!("leaf at {:?} disagrees with its node", leaf.first_key)));
-        }
-        if entries.last().zip(block.first()).is_some_and(|(a, b): (&Entry, &Entry)| a.key >= b.key) {
-            return Err(corrupt("index block", format!("leaf at {:?} is out of key order", leaf.first_key)));
-        }
-        entries.extend(block);
+        extend_page(&mut entries, bytes, (Some(&leaf.first_key), leaf.records, leaf.crc32c), &mut budget)?;
     }
     Ok(entries)
+}
+
+/// Appends a leaf's entries to those of the leaves before it in a page: checks its bytes against
+/// `crc32c`, its entries against the `first_key` and `records` its reference gives (when it
+/// gives them), and that they follow the entries before. What they take in memory comes off
+/// `budget`, which they may not exceed.
+pub fn extend_page(
+    entries: &mut Vec<Entry>,
+    leaf: &[u8],
+    (first_key, records, crc32c): (Option<&str>, u64, u32),
+    budget: &mut usize,
+) -> Result<()> {
+    let crc = crc32c::crc32c(leaf);
+    if crc != crc32c {
+        return Err(corrupt("index block", format!("leaf checksum {crc:#010x}, expected {crc32c:#010x}")));
+    }
+    let block = decode_block(leaf, (*budget).min(MAX_BLOCK_DECODED))?;
+    let at = || first_key.map_or_else(|| "its start".to_owned(), |k| format!("{k:?}"));
+    let described = records == u64::MAX || block.len() as u64 == records;
+    if !described || first_key.is_some_and(|k| block.first().map(|e| e.key.as_str()) != Some(k)) {
+        return Err(corrupt("index block", format!("leaf at {} disagrees with its reference", at())));
+    }
+    if entries.last().zip(block.first()).is_some_and(|(a, b): (&Entry, &Entry)| a.key >= b.key) {
+        return Err(corrupt("index block", format!("leaf at {} is out of key order", at())));
+    }
+    let size = decoded_size(&block);
+    *budget = budget.checked_sub(size).ok_or_else(|| Error::TooLarge {
+        what: "index page",
+        limit: *budget as u64,
+        detail: format!("what is left of its limit, by {size} bytes of the leaf at {}", at()),
+    })?;
+    entries.extend(block);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -251,5 +286,55 @@ mod tests {
         assert!(decode_node(&encode_node(&bad).unwrap(), MAX_NODE_DECODED).is_err());
         assert!(encode_node(&[child("b", "", 0, 1, 0), child("a", "", 1, 1, 0)]).is_err());
         assert!(decode_node(b"not zstd", MAX_NODE_DECODED).is_err());
+    }
+
+    #[test]
+    fn a_name_counts_for_every_child_that_repeats_it() {
+        // 40,000 children of one 200-byte object name: ~12 MiB decoded from ~100 KiB.
+        let name = format!("index/{}", "n".repeat(194));
+        let children: Vec<Child> = (0..40_000u64).map(|i| child(&format!("k{i:06}"), &name, i * 10, 10, 0)).collect();
+        let node = encode_node(&children).unwrap();
+        assert!(node.len() < 256 << 10, "{} bytes", node.len());
+        assert!(matches!(decode_node(&node, MAX_NODE_DECODED), Err(Error::TooLarge { .. })));
+        let long = vec![child("a", &"n".repeat(256), 0, 10, 0)];
+        assert!(decode_node(&encode_node(&long).unwrap(), MAX_NODE_DECODED).is_err());
+    }
+
+    #[test]
+    fn a_page_decodes_within_its_limit_or_not_at_all() {
+        let entry = |i: u32| Entry {
+            key: format!("key/{i:05}"),
+            pack: 1,
+            offset: u64::from(i) * 9,
+            len: 9,
+            ..Entry::default()
+        };
+        let mut page = Vec::new();
+        let mut leaves = Vec::new();
+        for l in 0..3 {
+            let entries: Vec<Entry> = (l * 100..l * 100 + 100).map(entry).collect();
+            let block = crate::encode_block(&entries).unwrap();
+            leaves.push(Child {
+                first_key: entries[0].key.clone(),
+                object: String::new(),
+                offset: page.len() as u64,
+                len: block.len() as u64,
+                head: 0,
+                records: 100,
+                crc32c: crc32c::crc32c(&block),
+            });
+            page.extend_from_slice(&block);
+        }
+        let node = encode_node(&leaves).unwrap();
+        page.extend_from_slice(&node);
+        let (head, crc) = (node.len() as u64, crc32c::crc32c(&node));
+        let all = decode_page(&page, head, crc, MAX_PAGE_DECODED).unwrap();
+        assert_eq!(all.len(), 300);
+        // Room for two leaves' entries, not three.
+        let two = decoded_size(&all[..200]);
+        assert!(matches!(decode_page(&page, head, crc, two + 10), Err(Error::TooLarge { .. })));
+        // A leaf whose bytes changed is refused by its checksum.
+        page[3] ^= 1;
+        assert!(decode_page(&page, head, crc, MAX_PAGE_DECODED).is_err());
     }
 }

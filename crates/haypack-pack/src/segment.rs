@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use haypack_format::{
-    Dictionary, Entry, MANIFEST_NAME, MAX_BLOCK_DECODED, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_page,
+    Dictionary, Entry, MANIFEST_NAME, MAX_PAGE_DECODED, Manifest, PackRef, SEGMENT_VERSION, Segment, decode_page,
 };
 use haypack_read::Archive;
 use haypack_source::{Record, Skipped, Source};
@@ -433,7 +433,7 @@ impl Run for SegmentRun {
             let bytes = self.block_bytes(i)?;
             let b = &self.segment.index.blocks[i];
             let object = &self.segment.index.objects[b.object as usize].name;
-            let entries = decode_page(&bytes, b.head, b.crc32c, MAX_BLOCK_DECODED)
+            let entries = decode_page(&bytes, b.head, b.crc32c, MAX_PAGE_DECODED)
                 .map_err(|e| self.corrupt(format!("{object}: index page at offset {}: {e}", b.offset)))?;
             if entries.len() as u64 != b.records {
                 return Err(

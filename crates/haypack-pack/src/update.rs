@@ -646,4 +646,30 @@ mod tests {
         assert_eq!(archive.list("").await.unwrap().len(), 3000);
         assert!(archive.verify().await.unwrap().problems.is_empty());
     }
+
+    /// Keys of 4 KiB: a branch ends before it takes more than 2 MiB decoded, so readers accept
+    /// every branch, and the root still fits.
+    #[test]
+    fn long_keys_make_more_smaller_branches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let mut out = IndexWriter::create(&store, "index/long.hpi".into(), false).unwrap();
+        for i in 0..2100u64 {
+            let mut e = entry(&format!("{i:06}{}", "k".repeat(4000)), 1, i * 10);
+            e.len = 10;
+            out.push(e).unwrap();
+            out.flush().unwrap();
+        }
+        let pages = out.pages().to_vec();
+        let root = out.plant(pages, &[], 0).unwrap();
+        assert!(root.len() >= 4 && root.iter().all(BlockRef::is_branch), "{} branches", root.len());
+        out.finish().unwrap();
+        let object = std::fs::read(dir.path().join("index/long.hpi")).unwrap();
+        let mut listed = 0;
+        for b in &root {
+            let node = &object[b.offset as usize..(b.offset + b.len) as usize];
+            listed += haypack_format::decode_node(node, haypack_format::MAX_NODE_DECODED).unwrap().len();
+        }
+        assert_eq!(listed, 2100);
+    }
 }

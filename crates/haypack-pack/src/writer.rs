@@ -195,9 +195,13 @@ pub const PAGE_TARGET: usize = 4 << 20;
 /// its bytes whatever the keys are (random keys compress far less than sorted paths).
 pub const PAGE_BYTES: usize = 256 << 10;
 
-/// Pages a branch lists: about 100 KiB of node, the last read a cold lookup makes before the
-/// page in an archive of more than ~10 M records.
+/// Pages a branch lists at most: about 100 KiB of node, the last read a cold lookup makes
+/// before the page in an archive of more than ~10 M records.
 pub const BRANCH_PAGES: usize = 2048;
+
+/// What a branch may take decoded at most (its children and their keys and object names):
+/// long keys end a branch before [`BRANCH_PAGES`], well within what a reader accepts.
+const BRANCH_BYTES: usize = 2 << 20;
 
 /// About what an entry adds to a block before compression: how blocks are measured.
 pub(crate) fn weight(e: &Entry) -> usize {
@@ -335,7 +339,20 @@ impl IndexWriter {
             false => objects[p.object as usize].name.clone(),
         };
         let mut root = Vec::new();
-        for group in pages.chunks(BRANCH_PAGES) {
+        let mut rest = &pages[..];
+        while !rest.is_empty() {
+            // A branch ends at BRANCH_PAGES pages, or sooner when long keys would make it take
+            // more than BRANCH_BYTES decoded (a reader refuses a node past 8 MiB).
+            let mut size = 0;
+            let n = (rest.iter().take(BRANCH_PAGES))
+                .take_while(|p| {
+                    size += size_of::<Child>() + p.first_key.len() + name_of(p).len();
+                    size <= BRANCH_BYTES
+                })
+                .count()
+                .max(1);
+            let (group, after) = rest.split_at(n);
+            rest = after;
             let children: Vec<Child> = (group.iter())
                 .map(|p| Child {
                     first_key: p.first_key.clone(),
@@ -361,10 +378,17 @@ impl IndexWriter {
             self.offset += node.len() as u64;
         }
         if !root_fits(&root) {
-            return Err(crate::Error::Bug(format!(
-                "an index of {} pages has a root past {ROOT_BYTES} bytes of JSON",
-                pages.len()
-            )));
+            return Err(haypack_format::Error::Unencodable {
+                what: "archive index",
+                detail: format!(
+                    "{} pages need {} branches, whose root passes {ROOT_BYTES} bytes of the manifest: keys this long \
+                     ({} bytes in the root) make too large an index for version 4",
+                    pages.len(),
+                    root.len(),
+                    root.iter().map(|r| r.first_key.len()).sum::<usize>()
+                ),
+            }
+            .into());
         }
         Ok(root)
     }

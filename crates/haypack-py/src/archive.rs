@@ -29,6 +29,8 @@ struct Conn {
 pub(crate) struct NativeArchive {
     location: Location,
     manifest: Vec<u8>,
+    /// The bound on the index kept in memory (`Archive::set_index_memory`), if not the default.
+    index_memory: Option<usize>,
     generation: u64,
     records: u64,
     /// `None` only while being dropped.
@@ -65,7 +67,11 @@ impl NativeArchive {
             return Ok(c.archive.clone());
         }
         let store = self.location.store().await?;
-        let archive = Arc::new(Archive::open_manifest(store, &self.manifest, self.location.cache_dir.clone())?);
+        let archive = Archive::open_manifest(store, &self.manifest, self.location.cache_dir.clone())?;
+        if let Some(bytes) = self.index_memory {
+            archive.set_index_memory(bytes);
+        }
+        let archive = Arc::new(archive);
         let old = self.conn.swap(Some(Arc::new(Conn { pid, archive: archive.clone() })));
         if old.as_ref().is_some_and(|c| c.pid != pid) {
             std::mem::forget(old);
@@ -74,25 +80,34 @@ impl NativeArchive {
         Ok(archive)
     }
 
-    async fn build(location: Location, manifest: Option<Vec<u8>>) -> Result<Self, Failure> {
+    async fn build(
+        location: Location,
+        manifest: Option<Vec<u8>>,
+        index_memory: Option<usize>,
+    ) -> Result<Self, Failure> {
         let store = location.store().await?;
         let archive = match &manifest {
             Some(m) => Archive::open_manifest(store, m, location.cache_dir.clone())?,
             None => Archive::open_with_cache(store, location.cache_dir.clone()).await?,
         };
+        if let Some(bytes) = index_memory {
+            archive.set_index_memory(bytes);
+        }
         let manifest = manifest.unwrap_or_else(|| archive.manifest().to_json());
         let (generation, records) = (archive.manifest().generation, archive.manifest().records);
         let conn = Conn { pid: std::process::id(), archive: Arc::new(archive) };
-        Ok(NativeArchive { location, manifest, generation, records, conn: ArcSwapOption::from_pointee(conn) })
+        let conn = ArcSwapOption::from_pointee(conn);
+        Ok(NativeArchive { location, manifest, index_memory, generation, records, conn })
     }
 }
 
 #[pymethods]
 impl NativeArchive {
     /// Opens the archive at `url`: reads its manifest (one request). With `manifest`, opens
-    /// that generation instead, reading nothing.
+    /// that generation instead, reading nothing. `index_memory` bounds the index kept in memory.
     #[new]
-    #[pyo3(signature = (url, endpoint_url=None, region=None, credentials=None, cache_dir=None, manifest=None))]
+    #[pyo3(signature = (url, endpoint_url=None, region=None, credentials=None, cache_dir=None, manifest=None, index_memory=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         url: String,
@@ -101,9 +116,10 @@ impl NativeArchive {
         credentials: Option<(String, String)>,
         cache_dir: Option<PathBuf>,
         manifest: Option<Vec<u8>>,
+        index_memory: Option<usize>,
     ) -> PyResult<Self> {
         let location = Location::new(url, endpoint_url, region, credentials, cache_dir);
-        run(py, Self::build(location, manifest))
+        run(py, Self::build(location, manifest, index_memory))
     }
 
     /// What pickling carries: the arguments `NativeArchive(...)` takes, the manifest included.
@@ -116,6 +132,7 @@ impl NativeArchive {
             l.s3.credentials.clone(),
             l.cache_dir.clone(),
             PyBytes::new(py, &self.manifest),
+            self.index_memory,
         );
         Ok(args.into_pyobject(py)?.unbind())
     }
@@ -124,6 +141,12 @@ impl NativeArchive {
     #[getter]
     fn url(&self) -> String {
         self.location.url.clone()
+    }
+
+    /// The bound on the index kept in memory, if not the default.
+    #[getter]
+    fn index_memory(&self) -> Option<usize> {
+        self.index_memory
     }
 
     /// The pinned generation.

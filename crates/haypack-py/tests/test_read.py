@@ -183,6 +183,17 @@ def test_streaming_a_record_holds_a_bounded_amount(tmp_path: Path) -> None:
     assert stream_peak < 32 << 20, stream_peak  # ...and streaming holds a few chunks, not the record
 
 
+def test_index_memory_bounds_what_a_reader_keeps_and_travels_with_it(packed: Packed) -> None:
+    a = haypack.open(packed.url, index_memory=64 << 10, **packed.options)
+    # Every record still reads back whole and verified with a 64 KiB bound...
+    for key, content in list(packed.files.items())[::7]:
+        assert a[key] == content
+    # ...and a worker that unpickles the archive keeps the same bound.
+    b = pickle.loads(pickle.dumps(a))
+    assert (a._native.index_memory, b._native.index_memory) == (64 << 10, 64 << 10)
+    assert haypack.open(packed.url, **packed.options)._native.index_memory is None
+
+
 def test_a_cache_dir_keeps_a_remote_archives_index_blocks(packed: Packed, tmp_path: Path) -> None:
     cache = tmp_path / "blocks"
     a = haypack.open(packed.url, cache_dir=cache, **packed.options)

@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use haypack_format::{BlockRef, Child, Entry, MAX_NODE_DECODED, decode_block, decode_page, page_leaves};
+use haypack_format::{
+    BlockRef, Child, Entry, MAX_NODE_DECODED, MAX_PAGE_DECODED, decode_block, decode_page, decoded_size, extend_page,
+    page_leaves,
+};
 use lru::LruCache;
 
 use crate::{Archive, Error, Result};
@@ -18,9 +21,6 @@ const SPAN_READ: u64 = 1 << 20;
 /// The most an archive index leaf may take decoded, its keys included: what the packer's
 /// leaves can take, with room to spare, so a forged leaf cannot make a lookup allocate more.
 pub(crate) const MAX_LEAF_DECODED: usize = haypack_format::MAX_BLOCK_DECODED;
-/// What a whole page may take decoded, for the readers that take pages whole: the packer's
-/// pages hold ~4 MiB of keys and entries.
-const MAX_PAGE_DECODED: usize = 64 << 20;
 
 /// The default of [`crate::Archive::set_index_memory`]. Half of it keeps compressed leaves
 /// (~5 bytes per record of short keys: the whole index of ~12 M records), three eighths
@@ -101,12 +101,6 @@ impl IndexCache {
     }
 }
 
-/// What a decoded leaf takes in memory, about: its entries, their keys and content types.
-fn decoded_size(entries: &[Entry]) -> usize {
-    let strings = |e: &Entry| e.key.len() + e.content_type.as_ref().map_or(0, String::len);
-    entries.iter().map(|e| size_of::<Entry>() + strings(e)).sum()
-}
-
 impl Archive {
     fn cache(&self) -> std::sync::MutexGuard<'_, IndexCache> {
         self.index.lock().expect("index cache lock")
@@ -158,7 +152,7 @@ impl Archive {
     /// its index objects is what earlier generations replaced.
     pub async fn live_index_bytes(&self) -> Result<u64> {
         let branches = self.manifest.index.blocks.iter().filter(|r| r.is_branch()).map(|r| r.len);
-        Ok(self.pages().await?.iter().map(|p| p.len).chain(branches).sum())
+        Ok(self.pages().await?.iter().map(|p| p.len).chain(branches).fold(0, u64::saturating_add))
     }
 
     /// The entries of page `i` of [`Archive::pages`], read with one request and checked
@@ -169,28 +163,21 @@ impl Archive {
         let mut entries = match self.cached_leaves(p) {
             // A lookup read this page before (as a writer's checks do): decode what it kept.
             Some(leaves) => {
-                let mut entries = Vec::new();
-                for (leaf, bytes) in &leaves {
-                    let block =
-                        decode_block(bytes, MAX_LEAF_DECODED).map_err(|e| self.index_corrupt(leaf, e.to_string()))?;
-                    if block.len() as u64 != leaf.records || block.first().map(|e| &e.key) != Some(&leaf.first_key) {
-                        return Err(self.index_corrupt(leaf, "index block disagrees with its reference".into()));
-                    }
-                    entries.extend(block);
+                let (mut entries, mut budget) = (Vec::new(), MAX_PAGE_DECODED);
+                for (l, bytes) in &leaves {
+                    extend_page(&mut entries, bytes, (Some(&l.first_key), l.records, l.crc32c), &mut budget)
+                        .map_err(|e| self.index_corrupt(l, e.to_string()))?;
                 }
                 entries
             }
             None => {
                 let span = self.index_range(p, p.offset..p.offset + p.len).await?;
-                decode_page(&span, p.head, p.crc32c, MAX_LEAF_DECODED)
+                decode_page(&span, p.head, p.crc32c, MAX_PAGE_DECODED)
                     .map_err(|e| self.index_corrupt(p, e.to_string()))?
             }
         };
         if entries.len() as u64 != p.records || entries.first().map(|e| &e.key) != Some(&p.first_key) {
             return Err(self.index_corrupt(p, "index page disagrees with its reference".into()));
-        }
-        if entries.iter().map(|e| e.key.len() + size_of::<Entry>()).sum::<usize>() > MAX_PAGE_DECODED {
-            return Err(self.index_corrupt(p, format!("the page takes more than {MAX_PAGE_DECODED} bytes decoded")));
         }
         // Blocks before format version 3 may hold nanoseconds; the index means whole seconds.
         entries.iter_mut().for_each(|e| e.mtime.nanos = 0);
@@ -297,9 +284,8 @@ impl Archive {
                 leaves
             }
         };
-        if children.iter().map(|c| c.records).sum::<u64>() != r.records
-            || children.first().map(|c| &c.first_key) != Some(&r.first_key)
-        {
+        let records = children.iter().try_fold(0u64, |n, c| n.checked_add(c.records));
+        if records != Some(r.records) || children.first().map(|c| &c.first_key) != Some(&r.first_key) {
             return Err(self.index_corrupt(r, "index node disagrees with its reference".into()));
         }
         let children = Arc::new(children);
@@ -337,7 +323,15 @@ impl Archive {
         let object = &self.manifest.index.objects[r.object as usize];
         let len = range.end - range.start;
         let cached = (self.disk_cache.as_ref()).map(|d| d.join(format!("{:08x}-{:x}-{len:x}.hpb", r.crc32c, r.len)));
-        if let Some(b) = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| b.len() as u64 == len) {
+        // A range ends with what the reference's CRC covers (the leaf, or the node that ends a
+        // page or branch): a cached file that does not check out is read from the store again.
+        let checks = |b: &[u8]| {
+            let covered = if r.head == 0 { r.len } else { r.head };
+            b.len() as u64 == len
+                && b.len() as u64 >= covered
+                && check_crc(&b[b.len() - covered as usize..], r.crc32c).is_ok()
+        };
+        if let Some(b) = cached.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| checks(b)) {
             return Ok(b.into());
         }
         let bytes = self.read_range(&object.name, range, None).await.map_err(|e| match e {

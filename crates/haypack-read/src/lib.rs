@@ -253,7 +253,23 @@ impl Archive {
             if pages[i].first_key.as_str() > start && past(&pages[i].first_key) {
                 break;
             }
-            let entries = self.page_entries(i).await?;
+            // A page the range covers whole is read with one request; at an edge, only the
+            // leaves the range meets (a reader splitting an archive into many small ranges
+            // reads each page once, not once per range).
+            let whole = pages[i].first_key.as_str() >= start && pages.get(i + 1).is_some_and(|n| !past(&n.first_key));
+            let entries: Vec<Entry> = match whole || pages[i].head == 0 {
+                true => self.page_entries(i).await?,
+                false => {
+                    let leaves = self.leaves_of(&pages[i]).await?;
+                    let from = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
+                    let mut entries = Vec::new();
+                    for l in leaves[from..].iter().take_while(|l| l.first_key.as_str() <= start || !past(&l.first_key))
+                    {
+                        entries.extend(self.leaf(l).await?.iter().cloned());
+                    }
+                    entries
+                }
+            };
             let from = entries.partition_point(|e| e.key.as_str() < start);
             for e in &entries[from..] {
                 if past(&e.key) || !f(e) {

@@ -26,6 +26,9 @@ impl Archive {
         let mut entries = Vec::new();
         let from_page = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
         for page in &pages[from_page..] {
+            if page.first_key.as_str() > start && !page.first_key.starts_with(prefix) {
+                break;
+            }
             let leaves = self.leaves_of(page).await?;
             let from_leaf = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
             for leaf in &leaves[from_leaf..] {

@@ -167,7 +167,8 @@ impl Archive {
                 return Ok(live);
             }
         };
-        report.bytes += (self.manifest.index.blocks.iter()).filter(|r| r.is_branch()).map(|r| r.len).sum::<u64>();
+        let branches = self.manifest.index.blocks.iter().filter(|r| r.is_branch());
+        report.bytes = branches.fold(report.bytes, |n, r| n.saturating_add(r.len));
         for (i, r) in pages.iter().enumerate() {
             let block = match self.page_entries(i).await {
                 Ok(b) => b,
@@ -177,7 +178,7 @@ impl Archive {
                     continue;
                 }
             };
-            report.bytes += r.len;
+            report.bytes = report.bytes.saturating_add(r.len);
             if let (Some(prev), Some(first)) = (&last, block.first())
                 && *prev >= first.key
             {

@@ -185,8 +185,9 @@ class Archive:
     :class:`ChangedError` rather than returning bytes of another generation.
 
     Use :func:`open` to make one. Thread-safe: share one archive between threads. Picklable:
-    the pickle carries the location, the S3 options and the generation's manifest (not caches),
-    so the unpickled archive reads exactly the same generation through connections of its own.
+    the pickle carries the location, the S3 options, the index memory bound and the generation's
+    manifest (not caches), so the unpickled archive reads exactly the same generation through
+    connections of its own.
     """
 
     __slots__ = ("_native",)
@@ -275,6 +276,7 @@ def open(
     region: Optional[str] = None,
     credentials: Credentials = None,
     cache_dir: Optional[PathLike] = None,
+    index_memory: Optional[int] = None,
 ) -> Archive:
     """Opens the archive at ``url``: a local directory or ``s3://bucket/prefix``. Reads its
     manifest (one request).
@@ -283,10 +285,13 @@ def open(
     ``credentials`` (an access key id and secret) override the standard AWS chain. With
     ``cache_dir``, a remote archive's index blocks are kept on disk there too, so the next
     process starts warm; files are named by checksum and written by rename, so processes can
-    share the directory safely.
+    share the directory safely. ``index_memory`` bounds, in bytes, the index each process keeps
+    in memory (128 MiB by default): past it, a lookup searches a compressed leaf or reads one
+    again instead of keeping more.
     """
     cache = os.fspath(cache_dir) if cache_dir is not None else None
-    return Archive(_haypack.NativeArchive(_location(url), endpoint_url, region, credentials, cache))
+    native = _haypack.NativeArchive(_location(url), endpoint_url, region, credentials, cache, None, index_memory)
+    return Archive(native)
 
 
 class Segment:
