@@ -672,4 +672,64 @@ mod tests {
         }
         assert_eq!(listed, 2100);
     }
+
+    /// An index a version-3 writer started (a root of leaves) grown past what the root holds:
+    /// the branches then list leaves beside pages, and readers walk both.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn branches_may_list_the_leaves_of_an_older_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for i in 0..1200 {
+            std::fs::write(src.join(format!("k{i:04}")), format!("value {i}")).unwrap();
+        }
+        let root = tmp.path().join("arch");
+        let store: Arc<dyn Store> = Arc::new(LocalStore::new(&root));
+        crate::pack(&src, store.clone(), crate::PackOptions::default(), Arc::new(())).await.unwrap();
+        let archive = Archive::open(store.clone()).await.unwrap();
+        let entries = archive.list("").await.unwrap();
+        // Leaves of two entries, as version 3 wrote blocks (no pages), then pages of the rest.
+        let mut leaves = Vec::new();
+        let mut object = Vec::new();
+        for pair in entries[..800].chunks(2) {
+            let block = haypack_format::encode_block(pair).unwrap();
+            leaves.push(BlockRef {
+                object: 0,
+                first_key: pair[0].key.clone(),
+                offset: object.len() as u64,
+                len: block.len() as u64,
+                head: 0,
+                records: 2,
+                crc32c: crc32c::crc32c(&block),
+            });
+            object.extend_from_slice(&block);
+        }
+        std::fs::write(root.join("index/old.hpi"), &object).unwrap();
+        let mut out = IndexWriter::create(&*store, "index/new.hpi".into(), false).unwrap();
+        for pair in entries[800..].chunks(2) {
+            out.extend(pair.iter().cloned()).unwrap();
+            out.flush().unwrap();
+        }
+        let pages: Vec<BlockRef> = out.pages().iter().map(|p| BlockRef { object: 1, ..p.clone() }).collect();
+        let old = IndexObject { name: "index/old.hpi".into(), size: object.len() as u64 };
+        let top = out.plant(leaves.into_iter().chain(pages).collect(), std::slice::from_ref(&old), 1).unwrap();
+        assert!(top.iter().all(BlockRef::is_branch), "the root lists branches");
+        let (_, new) = out.finish().unwrap();
+        let mut m = archive.manifest().clone();
+        m.retired = vec![];
+        m.index = IndexRef { objects: vec![old, new.unwrap().0], blocks: top };
+        std::fs::write(root.join(MANIFEST_NAME), m.to_json()).unwrap();
+
+        let archive = Archive::open(store.clone()).await.unwrap();
+        for i in [0, 1, 798, 799, 800, 1199] {
+            assert_eq!(archive.get(&format!("k{i:04}")).await.unwrap(), format!("value {i}").as_bytes());
+        }
+        assert_eq!(archive.list("k03").await.unwrap().len(), 100);
+        assert!(archive.verify().await.unwrap().problems.is_empty());
+        // A change rewrites the leaf it touches as a page, and keeps the others.
+        crate::remove(store.clone(), &["k0007".into()], &[], false).await.unwrap();
+        let archive = Archive::open(store).await.unwrap();
+        assert_eq!(archive.list("").await.unwrap().len(), 1199);
+        assert!(archive.verify().await.unwrap().problems.is_empty());
+    }
 }
