@@ -3,9 +3,9 @@
 
 use crate::error::{Result, corrupt};
 
-/// The largest dictionary an archive may hold: it travels in every manifest.
+/// The largest dictionary an archive may hold: the first lookup that needs it reads it whole.
 pub const MAX_DICTIONARY: usize = 256 << 10;
-/// The dictionary size `train` aims at: most of the gain for small records, a small manifest.
+/// The dictionary size `train` aims at: most of the gain for small records, a small first read.
 pub const DEFAULT_DICTIONARY: usize = 32 << 10;
 
 /// A zstd dictionary (zstd's own format, as `zstd --train` writes it) and the id records that

@@ -51,8 +51,8 @@ pub use crate::footer::{FOOTER_LEN, FOOTER_MAGIC, FOOTER_TAIL, Footer, PACK_VERS
 pub use crate::frame::{Container, Meta, RecordFrame, StoredWriter};
 pub use crate::header::{Codec, MAX_KEY_LEN, RecordHeader, Timestamp, check_key};
 pub use crate::manifest::{
-    BlockRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION, PackRef,
-    ROOT_BYTES, Retired, is_object_name, pack_id_after, root_fits,
+    BlockRef, DictRef, IndexObject, IndexRef, MANIFEST_NAME, MANIFEST_VERSION, Manifest, OLDEST_MANIFEST_VERSION,
+    PackRef, ROOT_BYTES, Retired, is_object_name, pack_id_after, root_fits,
 };
 pub use crate::node::{
     Child, MAX_NODE_DECODED, MAX_PAGE_DECODED, decode_node, decode_page, encode_node, extend_page, page_leaves,

@@ -40,10 +40,74 @@ pub struct Manifest {
     /// those generations until `gc` deletes them after a grace period.
     #[serde(default)]
     pub retired: Vec<Retired>,
-    /// The zstd dictionaries records were compressed with, by id; inline, so that a cold lookup
-    /// still reads only the manifest, one index block and the record.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "inline_dictionaries")]
-    pub dictionaries: Vec<Dictionary>,
+    /// The zstd dictionaries records were compressed with, by id: each in an object of its own,
+    /// read by a reader only when a record names it (inline in versions 2 and 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "dictionary_refs")]
+    pub dictionaries: Vec<DictRef>,
+}
+
+/// A zstd dictionary of the archive, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DictRef {
+    /// In an object of its own (version 4): `index/dict-…` holding the dictionary's bytes.
+    Object {
+        /// The id records name it by.
+        id: u32,
+        /// Object name, relative to the archive.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// CRC-32C of the bytes.
+        crc32c: u32,
+    },
+    /// In the manifest itself (versions 2 and 3; an archive upgraded since keeps it there).
+    Inline(Dictionary),
+}
+
+impl DictRef {
+    /// The id records name it by.
+    pub fn id(&self) -> u32 {
+        match self {
+            DictRef::Object { id, .. } => *id,
+            DictRef::Inline(d) => d.id(),
+        }
+    }
+
+    /// The object holding it, if it is not inline.
+    pub fn object(&self) -> Option<&str> {
+        match self {
+            DictRef::Object { name, .. } => Some(name),
+            DictRef::Inline(_) => None,
+        }
+    }
+
+    /// The dictionary's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            DictRef::Object { size, .. } => *size,
+            DictRef::Inline(d) => d.bytes().len() as u64,
+        }
+    }
+
+    /// The dictionary, from the bytes of its object (checked against its size and CRC), or as
+    /// the manifest holds it.
+    pub fn load(&self, bytes: Option<&[u8]>) -> Result<Dictionary> {
+        match (self, bytes) {
+            (DictRef::Inline(d), _) => Ok(d.clone()),
+            (DictRef::Object { id, name, size, crc32c }, Some(b)) => {
+                let crc = crc32c::crc32c(b);
+                if b.len() as u64 != *size || crc != *crc32c {
+                    let detail = format!(
+                        "{name}: {} bytes with checksum {crc:#010x}, the manifest says {size} and {crc32c:#010x}",
+                        b.len()
+                    );
+                    return Err(corrupt("dictionary", detail));
+                }
+                Dictionary::new(*id, b.to_vec())
+            }
+            (DictRef::Object { name, .. }, None) => Err(corrupt("dictionary", format!("{name} was not read"))),
+        }
+    }
 }
 
 /// A pack named by the manifest.
@@ -267,6 +331,12 @@ impl Manifest {
         if let Some(d) = self.dictionaries.iter().find(|d| !dict_ids.insert(d.id())) {
             return Err(corrupt("manifest", format!("dictionary {} appears twice", d.id())));
         }
+        for name in self.dictionaries.iter().filter_map(DictRef::object) {
+            check_name(name, "index/")?;
+            if !names.insert(name) {
+                return Err(corrupt("manifest", format!("object {name} appears twice")));
+            }
+        }
         for r in &self.retired {
             check_name(&r.name, if r.name.starts_with("index/") { "index/" } else { "packs/" })?;
             if names.contains(r.name.as_str()) {
@@ -289,7 +359,7 @@ impl Manifest {
     }
 
     /// The dictionary with this id.
-    pub fn dictionary(&self, id: u32) -> Option<&Dictionary> {
+    pub fn dictionary(&self, id: u32) -> Option<&DictRef> {
         self.dictionaries.iter().find(|d| d.id() == id)
     }
 
@@ -309,10 +379,11 @@ impl Manifest {
         self.index.objects.iter().fold(0, |n, o| n.saturating_add(o.size))
     }
 
-    /// Every object this generation refers to: packs, then index objects.
+    /// Every object this generation refers to: packs, then index objects and dictionaries.
     pub fn object_names(&self) -> impl Iterator<Item = &str> {
         let packs = self.packs.iter().map(|p| p.name.as_str());
-        packs.chain(self.index.objects.iter().map(|o| o.name.as_str()))
+        let dicts = self.dictionaries.iter().filter_map(DictRef::object);
+        packs.chain(self.index.objects.iter().map(|o| o.name.as_str())).chain(dicts)
     }
 
     /// The index block that holds `key`, if any block could.
@@ -363,32 +434,58 @@ fn check_name(name: &str, dir: &str) -> Result<()> {
 }
 
 /// Dictionaries in the manifest as `{"id": N, "zstd": "<base64 of the dictionary>"}`.
-mod inline_dictionaries {
+mod dictionary_refs {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+    use super::DictRef;
     use crate::dict::Dictionary;
 
+    /// A dictionary as JSON: `zstd` (inline, base64) or `name`, `size` and `crc32c`.
     #[derive(Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Inline {
+    struct Json {
         id: u32,
-        zstd: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zstd: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crc32c: Option<u32>,
     }
 
-    pub fn serialize<S: Serializer>(dicts: &[Dictionary], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(dicts.iter().map(|d| Inline { id: d.id(), zstd: STANDARD.encode(d.bytes()) }))
+    pub fn serialize<S: Serializer>(dicts: &[DictRef], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(dicts.iter().map(|d| match d {
+            DictRef::Inline(d) => {
+                Json { id: d.id(), zstd: Some(STANDARD.encode(d.bytes())), name: None, size: None, crc32c: None }
+            }
+            DictRef::Object { id, name, size, crc32c } => {
+                Json { id: *id, zstd: None, name: Some(name.clone()), size: Some(*size), crc32c: Some(*crc32c) }
+            }
+        }))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Dictionary>, D::Error> {
-        let inline = Vec::<Inline>::deserialize(d)?;
-        (inline.into_iter())
-            .map(|i| {
-                let bytes =
-                    STANDARD.decode(&i.zstd).map_err(|e| D::Error::custom(format!("dictionary {}: {e}", i.id)))?;
-                Dictionary::new(i.id, bytes).map_err(D::Error::custom)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DictRef>, D::Error> {
+        (Vec::<Json>::deserialize(d)?.into_iter())
+            .map(|j| match j {
+                Json { id, zstd: Some(zstd), name: None, size: None, crc32c: None } => {
+                    let bytes =
+                        STANDARD.decode(&zstd).map_err(|e| D::Error::custom(format!("dictionary {id}: {e}")))?;
+                    Ok(DictRef::Inline(Dictionary::new(id, bytes).map_err(D::Error::custom)?))
+                }
+                Json { id, zstd: None, name: Some(name), size: Some(size), crc32c: Some(crc32c) } => {
+                    if id == 0 || size == 0 || size > crate::MAX_DICTIONARY as u64 {
+                        return Err(D::Error::custom(format!("dictionary {id}: id 0 or {size} bytes")));
+                    }
+                    Ok(DictRef::Object { id, name, size, crc32c })
+                }
+                Json { id, .. } => Err(D::Error::custom(format!(
+                    "dictionary {id}: either \"zstd\", or \"name\", \"size\" and \"crc32c\""
+                ))),
             })
             .collect()
     }

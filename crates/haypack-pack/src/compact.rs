@@ -72,6 +72,8 @@ pub async fn compact(
     progress: Arc<dyn Progress>,
 ) -> Result<CompactReport> {
     let (archive, version) = Archive::open_for_update(store.clone()).await?;
+    // Records are checked as they are copied: against their dictionary, if they have one.
+    archive.dictionaries().await?;
     let archive = Arc::new(archive);
     let m = archive.manifest();
     let garbage = |dead: u64, size: u64| dead > 0 && dead as f64 >= opts.min_garbage * size as f64;
@@ -255,7 +257,7 @@ impl Copier {
         let start = self.current.as_ref().expect("a pack is open").len();
         for e in run {
             let archive = self.archive.clone();
-            let mut check = RecordCheck::new(e, &archive.manifest().dictionaries);
+            let mut check = RecordCheck::new(e, archive.loaded_dictionaries());
             let mut at = e.offset;
             while at < e.offset + e.len {
                 // A record larger than CHUNK streams through in pieces; others come whole.

@@ -38,7 +38,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use haypack_format::{Compression, IndexRef, MANIFEST_NAME, Manifest};
+use haypack_format::{Compression, DictRef, Dictionary, IndexRef, MANIFEST_NAME, Manifest};
 use haypack_source::SourceOptions;
 pub use haypack_source::{Content, Format, Record, Skipped, Source};
 use haypack_store::{Finished, PutMode, Store};
@@ -182,6 +182,8 @@ pub async fn pack(
                 return Err(Error::EmptySource { src: src.clone(), skipped: written.skipped.len() });
             }
             let index = write_index(&*s, index_name, resume, &written.entries, true)?;
+            let dict_name = format!("index/dict-{generation:06}.zdict");
+            let dict = dict.map(|d| write_dictionary(&*s, dict_name, resume, &d)).transpose()?;
             Ok((index, dict))
         });
         Ok((result, written))
@@ -199,7 +201,7 @@ pub async fn pack(
             // A forced pack replaces the archive: what the old generation used is retired, for
             // readers still pinned to it, until `gc`.
             retired: previous.as_ref().map(|(m, _)| retire_all(m, generation)).unwrap_or_default(),
-            dictionaries: dict.iter().map(|d| (**d).clone()).collect(),
+            dictionaries: dict.into_iter().collect(),
             ..Manifest::empty(CREATED_BY)
         };
         manifest.validate()?;
@@ -209,7 +211,8 @@ pub async fn pack(
                 // Replacing an archive a `gc` may be collecting: see `update::check_objects`.
                 let packs = manifest.packs.iter().map(|p| (p.name.as_str(), p.size));
                 let index = manifest.index.objects.iter().map(|o| (o.name.as_str(), o.size));
-                update::check_objects(&*store, base, &packs.chain(index).collect::<Vec<_>>()).await?;
+                let dicts = manifest.dictionaries.iter().filter_map(|d| Some((d.object()?, d.size())));
+                update::check_objects(&*store, base, &packs.chain(index).chain(dicts).collect::<Vec<_>>()).await?;
                 PutMode::Update(version.clone())
             }
         };
@@ -286,6 +289,14 @@ pub(crate) fn write_index(
     let (object, finished) = object.ok_or_else(|| Error::Bug("records were written but no index block".into()))?;
     let name = object.name.clone();
     Ok((IndexRef { objects: vec![object], blocks }, (name, finished)))
+}
+
+/// Writes a dictionary as the object `name`, and returns what the manifest says of it.
+fn write_dictionary(store: &dyn Store, name: String, resume: bool, dict: &Dictionary) -> Result<DictRef> {
+    let mut out = if resume { store.create_resumable(&name)? } else { store.create(&name)? };
+    out.write_all(dict.bytes()).map_err(|e| writer::io_error(&name, e))?;
+    out.finish()?;
+    Ok(DictRef::Object { id: dict.id(), name, size: dict.bytes().len() as u64, crc32c: dict.crc32c() })
 }
 
 /// Deletes objects a failed run wrote: no manifest names them.
@@ -365,7 +376,7 @@ pub(crate) async fn inspect(store: &dyn Store, force: bool) -> Result<Destinatio
 /// Who writes an object of this name, in a store with no manifest yet.
 #[derive(Debug, PartialEq)]
 enum Author {
-    /// `pack`: `packs/000001.hpk.zst`, `index/000001.hpi`.
+    /// `pack`: `packs/000001.hpk.zst`, `index/000001.hpi`, `index/dict-000001.zdict`.
     PackRun,
     /// A segment writer, which adds its token: `packs/000001-TOKEN.hpk.zst`,
     /// `index/segment-TOKEN.hpi`.
@@ -382,6 +393,10 @@ fn author_of(name: &str) -> Author {
             None if numbered(stem) => return Author::PackRun,
             Some((id, t)) if numbered(id) && token(t) => return Author::Segment,
             _ => {}
+        }
+    } else if let Some(stem) = name.strip_prefix("index/dict-").and_then(|i| i.strip_suffix(".zdict")) {
+        if numbered(stem) {
+            return Author::PackRun;
         }
     } else if let Some(stem) = name.strip_prefix("index/").and_then(|i| i.strip_suffix(".hpi")) {
         if numbered(stem) {

@@ -42,7 +42,7 @@ pub async fn add(
     let first_id = archive.manifest().next_pack_id()?;
     let placement = Placement { first_id, suffix: format!("-{token}"), resume: false };
     // New records share the archive's newest dictionary, if it has one.
-    let dict = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
+    let dict = archive.dictionaries().await?.iter().max_by_key(|d| d.id()).cloned().map(Arc::new);
     let opts = PackOptions { key_prefix: prefix.to_owned(), ..opts };
     let o = opts.clone();
     let mut writer = RecordWriter::new(store.clone(), opts, progress, placement, dict);

@@ -72,7 +72,7 @@ impl Writer {
     /// trains one only when packing a directory: see [`crate::pack`]).
     pub async fn open(store: Arc<dyn Store>, opts: PackOptions, progress: Arc<dyn Progress>) -> Result<Writer> {
         let dict = match Archive::open(store.clone()).await {
-            Ok(archive) => archive.manifest().dictionaries.iter().max_by_key(|d| d.id()).cloned().map(Arc::new),
+            Ok(archive) => archive.dictionaries().await?.iter().max_by_key(|d| d.id()).cloned().map(Arc::new),
             Err(haypack_read::Error::NoArchive { .. }) => None,
             Err(e) => return Err(e.into()),
         };

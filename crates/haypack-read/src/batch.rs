@@ -93,6 +93,9 @@ impl Archive {
         entries: Vec<Entry>,
         mut each: impl FnMut(&Entry, Vec<u8>) -> Result<()>,
     ) -> Result<Vec<Entry>> {
+        if !self.manifest.dictionaries.is_empty() {
+            self.dictionaries().await?;
+        }
         let (runs, large) = plan(entries);
         let mut fetched = stream::iter(runs).map(|run| self.fetch_run(run)).buffered(IN_FLIGHT);
         while let Some((run, bytes)) = fetched.try_next().await? {
@@ -125,7 +128,7 @@ impl Archive {
 
     /// Decodes and verifies one record held whole in memory; returns it and its header's mtime.
     fn decode_in(&self, e: &Entry, bytes: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
-        decode_whole(bytes, e, &self.manifest.dictionaries).map_err(|detail| self.corrupt_at(e, detail))
+        decode_whole(bytes, e, self.loaded_dictionaries()).map_err(|detail| self.corrupt_at(e, detail))
     }
 
     pub(crate) fn corrupt_at(&self, e: &Entry, detail: String) -> Error {

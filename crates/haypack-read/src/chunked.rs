@@ -122,7 +122,8 @@ where
 {
     let pending = first.slice((frame.prefix_len as usize).min(first.len())..);
     let at = first.len() as u64;
-    let dict = archive.manifest().dictionary(frame.header.dict_id);
+    // Its callers read the dictionaries first when the record names one.
+    let dict = archive.loaded_dictionary(frame.header.dict_id);
     let chunked = Chunked::new(frame, dict).map_err(|e| archive.record_corrupt(&entry, e.to_string()));
     let state = chunked.map(|c| Read { archive, entry, chunked: Some(c), pending, at, gate });
     futures::stream::unfold(Some(state), |state| async move {

@@ -66,6 +66,8 @@ pub struct Archive {
     manifest: Manifest,
     packs: HashMap<u32, PackRef>,
     index: Mutex<index::IndexCache>,
+    /// The archive's dictionaries, once a record needed one.
+    dictionaries: tokio::sync::OnceCell<Vec<Dictionary>>,
     disk_cache: Option<std::path::PathBuf>,
     /// The version of each object as first read: later reads must see the same one.
     versions: Mutex<HashMap<String, String>>,
@@ -136,6 +138,7 @@ impl Archive {
             manifest,
             packs,
             index: Mutex::default(),
+            dictionaries: tokio::sync::OnceCell::new(),
             disk_cache: cache_dir,
             versions: Mutex::default(),
         })
@@ -149,6 +152,40 @@ impl Archive {
     /// The store the archive lives in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The archive's zstd dictionaries: read (each object whole, checked against its size and
+    /// CRC) the first time a caller needs them, then kept. An archive without any reads nothing.
+    pub async fn dictionaries(&self) -> Result<&[Dictionary]> {
+        let load = || async {
+            let mut dicts = Vec::with_capacity(self.manifest.dictionaries.len());
+            for d in &self.manifest.dictionaries {
+                let bytes = match d.object() {
+                    Some(name) => Some(self.read_range(name, 0..d.size(), None).await?),
+                    None => None,
+                };
+                let object = d.object().unwrap_or("the manifest").to_owned();
+                dicts.push(d.load(bytes.as_deref()).map_err(|e| Error::Corrupt {
+                    object,
+                    offset: 0,
+                    key: None,
+                    detail: e.to_string(),
+                })?);
+            }
+            Ok::<_, Error>(dicts)
+        };
+        Ok(self.dictionaries.get_or_try_init(load).await?)
+    }
+
+    /// Dictionary `id`, if it was read (see [`Archive::dictionaries`]); `None` for id 0.
+    pub(crate) fn loaded_dictionary(&self, id: u32) -> Option<&Dictionary> {
+        self.loaded_dictionaries().iter().find(|d| d.id() == id && id != 0)
+    }
+
+    /// The dictionaries read so far: all of them once [`Archive::dictionaries`] returned, else
+    /// none (a record that names one is then refused as naming a dictionary it does not have).
+    pub fn loaded_dictionaries(&self) -> &[Dictionary] {
+        self.dictionaries.get().map_or(&[], Vec::as_slice)
     }
 
     fn describe(&self) -> String {
@@ -324,8 +361,11 @@ impl Archive {
         let frame = RecordFrame::parse(&first).map_err(|e| self.record_corrupt(entry, e.to_string()))?;
         check_header(&frame, entry).map_err(|d| self.record_corrupt(entry, d))?;
         let mtime = frame.header.mtime;
+        if frame.header.dict_id != 0 {
+            self.dictionaries().await?;
+        }
         if whole {
-            let dict = self.manifest.dictionary(frame.header.dict_id);
+            let dict = self.loaded_dictionary(frame.header.dict_id);
             let content =
                 decode_content(&frame, &first, dict).map_err(|e| self.record_corrupt(entry, e.to_string()))?;
             out.write_all(&content).map_err(Error::Output)?;

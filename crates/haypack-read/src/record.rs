@@ -43,7 +43,7 @@ pub struct Record {
 }
 
 impl Archive {
-    /// Looks `key` up and reads its record with one range read (once the index block is cached):
+    /// Looks `key` up and reads its record with one range read (once the index page is cached):
     /// the header only, or as much content as [`Want`] says.
     pub async fn record(self: &Arc<Self>, key: &str, want: Want) -> Result<Record> {
         let entry = self.stat(key).await?;
@@ -62,6 +62,9 @@ impl Archive {
             Err(e) => return Err(self.record_corrupt(&entry, e.to_string())),
         };
         check_header(&frame, &entry).map_err(|d| self.record_corrupt(&entry, d))?;
+        if frame.header.dict_id != 0 {
+            self.dictionaries().await?;
+        }
         Ok(Record { archive: self.clone(), entry, frame, bytes })
     }
 
@@ -204,7 +207,7 @@ impl Record {
     fn dictionary(&self) -> Option<&Dictionary> {
         match self.frame.header.dict_id {
             0 => None,
-            id => self.archive.manifest().dictionary(id),
+            id => self.archive.loaded_dictionary(id),
         }
     }
 

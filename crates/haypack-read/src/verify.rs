@@ -130,6 +130,12 @@ impl Archive {
     /// Problems are collected, not returned as errors; an `Err` means the store itself failed.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        // A dictionary that cannot be read is one problem; the records that need it, others.
+        match self.dictionaries().await {
+            Ok(_) => {}
+            Err(crate::Error::Store(e)) => return Err(crate::Error::Store(e)),
+            Err(e) => report.problems.push(Problem::Block(e.to_string())),
+        }
         let mut live = self.verify_index(&mut report).await?;
         for pack in &self.manifest.packs {
             report.packs += 1;
@@ -263,7 +269,7 @@ impl Archive {
                     let bytes = run.slice((e.offset - pos) as usize..(e.offset - pos + e.len) as usize);
                     let at = |p: String| record(pack, e, p);
                     if Budget::whole(e.len, e.raw_len) {
-                        decode_whole(&bytes, e, &self.manifest.dictionaries).map_err(at)?;
+                        decode_whole(&bytes, e, self.loaded_dictionaries()).map_err(at)?;
                     } else {
                         // Stores little, decodes to much: checked a step at a time.
                         self.check_chunk(None, e, bytes).await.map_err(at)?.finish().map_err(|x| at(x.to_string()))?;
@@ -312,7 +318,7 @@ impl Archive {
         let (chunked, rest) = match chunked {
             Some(c) => (c, chunk),
             None => {
-                let (c, prefix) = Chunked::start(e, &self.manifest.dictionaries, &chunk)?;
+                let (c, prefix) = Chunked::start(e, self.loaded_dictionaries(), &chunk)?;
                 (c, chunk.slice(prefix..))
             }
         };

@@ -132,13 +132,13 @@ async fn v2_archive_with_changes_reads_forever() {
 }
 
 /// Version 2 with a trained dictionary: `src-dict` packed with `--dict`.
-#[tokio::test]
-async fn v2_archive_with_a_dictionary_reads_forever() {
-    let store = Arc::new(LocalStore::new(golden().join("v2-zstd-dict")));
+/// Checks a golden archive of `src-dict` packed with a trained dictionary.
+async fn check_dict(name: &str, version: u64) -> haypack_format::Manifest {
+    let store = Arc::new(LocalStore::new(golden().join(name)));
     let archive = Archive::open(store).await.expect("golden archive opens");
     let m = archive.manifest();
-    assert_eq!((m.version, m.records, m.dictionaries.len()), (2, 40, 1));
-    let pack = std::fs::read(golden().join("v2-zstd-dict").join(&m.packs[0].name)).expect("pack");
+    assert_eq!((m.version, m.records, m.dictionaries.len()), (version, 40, 1));
+    let pack = std::fs::read(golden().join(name).join(&m.packs[0].name)).expect("pack");
     let mut with_dict = 0;
     for e in archive.list("").await.expect("list") {
         let expected = std::fs::read(golden().join("src-dict").join(&e.key)).expect("golden source file");
@@ -149,4 +149,18 @@ async fn v2_archive_with_a_dictionary_reads_forever() {
     assert!(with_dict > 30, "most records were compressed against the dictionary: {with_dict}");
     let report = archive.verify().await.expect("verify runs");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    m.clone()
+}
+
+#[tokio::test]
+async fn v2_archive_with_a_dictionary_reads_forever() {
+    let m = check_dict("v2-zstd-dict", 2).await;
+    assert!(m.dictionaries[0].object().is_none(), "version 2 keeps it in the manifest");
+}
+
+/// Version 4: the dictionary is an object of its own.
+#[tokio::test]
+async fn v4_archive_with_a_dictionary_reads_forever() {
+    let m = check_dict("v4-zstd-dict", 4).await;
+    assert_eq!(m.dictionaries[0].object(), Some("index/dict-000001.zdict"));
 }

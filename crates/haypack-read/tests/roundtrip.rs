@@ -211,6 +211,30 @@ async fn a_trained_dictionary_shrinks_small_records_and_every_reader_uses_it() {
     archive.extract(&out, "", |_| {}).await.expect("extract");
     assert!(files_under(&out) == tree, "extract reads through the dictionary too");
 
+    // The dictionary is an object of its own, read once, by the first record that needs it.
+    let name = m.dictionaries[0].object().expect("in an object").to_owned();
+    assert!(
+        name.starts_with("index/dict-") && !fs::read_to_string(arch.join("manifest.json")).unwrap().contains("zstd")
+    );
+    let counted = Arc::new(haypack_store::Counting::new(LocalStore::new(&arch)));
+    let fresh = Archive::open(counted.clone()).await.expect("open");
+    fresh.stat("orders/0001.json").await.expect("stat");
+    assert_eq!(counted.counts().reads(), 2, "manifest and page: no dictionary to look a key up");
+    assert_eq!(&fresh.get("orders/0001.json").await.expect("get"), &tree["orders/0001.json"]);
+    assert_eq!(counted.counts().reads(), 4, "then the dictionary and the record");
+    fresh.get("orders/0002.json").await.expect("get");
+    assert_eq!(counted.counts().reads(), 5, "the dictionary is kept");
+    // A damaged dictionary is named as such.
+    let mut bytes = fs::read(arch.join(&name)).expect("dictionary");
+    bytes[100] ^= 1;
+    fs::write(arch.join(&name), bytes).expect("write");
+    match open(&arch).await.expect("open").get("orders/0001.json").await {
+        Err(Error::Corrupt { object, detail, .. }) => {
+            assert!(object == name && detail.contains("checksum"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+
     // A manifest that lost its dictionary: the records say which one they need.
     let path = arch.join("manifest.json");
     let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");

@@ -375,7 +375,7 @@ async fn gc(ctx: &Ctx, location: &str, grace: Duration) -> Result<ExitCode> {
 
 async fn dict_export(ctx: &Ctx, location: &str, output: &Path) -> Result<ExitCode> {
     let archive = ctx.open(location).await?;
-    let Some(dict) = archive.manifest().dictionaries.iter().max_by_key(|d| d.id()) else {
+    let Some(dict) = archive.dictionaries().await?.iter().max_by_key(|d| d.id()) else {
         bail!("{location} has no dictionary: its packs decompress with plain `zstd -dc`");
     };
     std::fs::write(output, dict.bytes()).with_context(|| format!("writing {}", output.display()))?;
@@ -798,7 +798,7 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
             "index_bytes_per_record": per_record(live_index),
             "manifest_bytes": m.to_json().len(),
             "retired_objects": m.retired.len(),
-            "dictionary_bytes": m.dictionaries.iter().map(|d| d.bytes().len()).sum::<usize>(),
+            "dictionary_bytes": m.dictionaries.iter().map(|d| d.size()).sum::<u64>(),
             "created_by": m.created_by,
             "pack_list": packs,
         });
@@ -837,7 +837,7 @@ async fn info(ctx: &Ctx, location: &str, json: bool) -> Result<ExitCode> {
             out,
             "dictionary   {} ({}); for stock zstd: haypack dict export ARCHIVE -o FILE, then zstd -D FILE -dc PACK",
             d.id(),
-            bytes(d.bytes().len() as u64)
+            bytes(d.size())
         )?;
     }
     for p in &m.packs {

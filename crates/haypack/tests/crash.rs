@@ -191,3 +191,19 @@ fn add_survives_sigkill() {
         assert_eq!(state(&target).1, recs, "gc after a kill removes only leftovers");
     }
 }
+
+/// A `pack --dict` that wrote everything but its manifest: the next run takes up its objects,
+/// the dictionary among them, rather than refusing a directory of someone else's.
+#[test]
+fn a_pack_with_a_dictionary_resumes_over_what_it_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_records(&src, &records("r", 300, 0));
+    let arch = tmp.path().join("arch");
+    let pack = || haypack().args(["pack", "--dict=on"]).arg(&src).arg(&arch).assert().success();
+    pack();
+    assert!(arch.join("index/dict-000001.zdict").is_file(), "the dictionary is an object of its own");
+    std::fs::remove_file(arch.join("manifest.json")).unwrap();
+    pack();
+    haypack().arg("verify").arg(&arch).assert().success();
+}
