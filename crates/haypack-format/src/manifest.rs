@@ -570,7 +570,20 @@ mod tests {
             m.retired[0].name = bad.replace("index/x", "../x");
             assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })), "retired {bad}");
         }
-        let mutations: [fn(&mut Manifest); 7] = [
+        let dict = |name: &str| DictRef::Object { id: 1, name: name.into(), size: 10, crc32c: 0 };
+        let mut m = sample();
+        m.dictionaries = vec![dict("index/dict-000001.zdict")];
+        assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m, "a dictionary object");
+        for bad in ["index/../x", "packs/000001.hpk.zst", "index/000001.hpi"] {
+            m.dictionaries = vec![dict(bad)];
+            assert!(matches!(Manifest::parse(&m.to_json()), Err(Error::Corrupt { .. })), "dictionary {bad}");
+        }
+        let mutations: [fn(&mut Manifest); 9] = [
+            |m| m.index.blocks[0].head = 11,
+            |m| {
+                m.version = 3;
+                m.index.blocks[0].head = 4;
+            },
             |m| m.index.blocks[1].offset = 3,
             |m| m.index.blocks[1].object = 2,
             |m| m.index.blocks[1].first_key = "a".into(),

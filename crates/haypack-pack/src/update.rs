@@ -629,6 +629,36 @@ mod tests {
         assert_eq!(archive.list("k02").await.unwrap().len(), 1000);
         assert!(archive.verify().await.unwrap().problems.is_empty());
 
+        // A forged branch listing that branch: refused, not followed.
+        let branch = &m.index.blocks[0];
+        let object = &m.index.objects[0];
+        let over = haypack_format::encode_node(&[haypack_format::Child {
+            first_key: branch.first_key.clone(),
+            object: object.name.clone(),
+            offset: branch.offset,
+            len: branch.len,
+            head: branch.head,
+            records: branch.records,
+            crc32c: branch.crc32c,
+        }])
+        .unwrap();
+        std::fs::write(root.join("index/over.hpi"), &over).unwrap();
+        let mut forged = m.clone();
+        forged.index.objects.push(IndexObject { name: "index/over.hpi".into(), size: over.len() as u64 });
+        let len = over.len() as u64;
+        let crc32c = crc32c::crc32c(&over);
+        forged.index.blocks = vec![BlockRef { object: 1, offset: 0, len, head: len, crc32c, ..branch.clone() }];
+        let forged_store = Arc::new(LocalStore::new(tmp.path().join("forged")));
+        forged_store.put(MANIFEST_NAME, forged.to_json().into(), PutMode::Overwrite).await.unwrap();
+        for name in ["index/over.hpi", &object.name] {
+            let bytes = std::fs::read(root.join(name)).unwrap();
+            forged_store.put(name, bytes.into(), PutMode::Overwrite).await.unwrap();
+        }
+        let archive = Archive::open(forged_store).await.unwrap();
+        let refused = archive.get("k01234").await.unwrap_err().to_string();
+        assert!(refused.contains("not a page"), "{refused}");
+        assert!(archive.pages().await.is_err());
+
         let more = tmp.path().join("more");
         std::fs::create_dir_all(&more).unwrap();
         std::fs::write(more.join("k01234x"), "between").unwrap();
