@@ -602,18 +602,18 @@ mod tests {
         let root = tmp.path().join("arch");
         let store: Arc<dyn Store> = Arc::new(LocalStore::new(&root));
         crate::pack(&src, store.clone(), crate::PackOptions::default(), Arc::new(())).await.unwrap();
-        // The same entries again, two per page: 1,500 pages, too many for the root.
+        // The same entries again, one per page: 3,000 pages, two branches of them.
         let archive = Archive::open(store.clone()).await.unwrap();
         let entries = archive.list("").await.unwrap();
         let name = "index/branchy.hpi".to_owned();
         let mut out = IndexWriter::create(&*store, name.clone(), false).unwrap();
-        for pair in entries.chunks(2) {
-            out.extend(pair.iter().cloned()).unwrap();
+        for e in &entries {
+            out.push(e.clone()).unwrap();
             out.flush().unwrap();
         }
         let pages = out.pages().to_vec();
         let top = out.plant(pages, &[], 0).unwrap();
-        assert!(top.len() == 1 && top[0].is_branch(), "{} root references", top.len());
+        assert!(top.len() == 2 && top.iter().all(BlockRef::is_branch), "{} root references", top.len());
         let (_, object) = out.finish().unwrap();
         let mut m = archive.manifest().clone();
         m.retired = vec![];
@@ -625,9 +625,15 @@ mod tests {
         assert_eq!(archive.get("k01234").await.unwrap(), b"value 1234");
         let c = counted.counts();
         assert_eq!(c.gets + c.ranges, 4, "manifest, branch, page, record");
-        assert_eq!(archive.pages().await.unwrap().len(), 1500);
+        assert_eq!(archive.pages().await.unwrap().len(), 3000);
         assert_eq!(archive.list("k02").await.unwrap().len(), 1000);
         assert!(archive.verify().await.unwrap().problems.is_empty());
+        // A listing reads the branches it meets: the first one and its pages, not the second.
+        counted.reset();
+        let fresh = Archive::open(counted.clone()).await.unwrap();
+        assert_eq!(fresh.list("k000").await.unwrap().len(), 100);
+        assert_eq!(counted.counts().reads(), 1 + 1 + 100, "manifest, one branch, 100 pages");
+        assert_eq!(fresh.list_page("k019", None, 1000).await.unwrap().entries.len(), 100);
 
         // A forged branch listing that branch: refused, not followed.
         let branch = &m.index.blocks[0];
@@ -647,7 +653,8 @@ mod tests {
         forged.index.objects.push(IndexObject { name: "index/over.hpi".into(), size: over.len() as u64 });
         let len = over.len() as u64;
         let crc32c = crc32c::crc32c(&over);
-        forged.index.blocks = vec![BlockRef { object: 1, offset: 0, len, head: len, crc32c, ..branch.clone() }];
+        let second = m.index.blocks[1].clone();
+        forged.index.blocks = vec![BlockRef { object: 1, offset: 0, len, head: len, crc32c, ..branch.clone() }, second];
         let forged_store = Arc::new(LocalStore::new(tmp.path().join("forged")));
         forged_store.put(MANIFEST_NAME, forged.to_json().into(), PutMode::Overwrite).await.unwrap();
         for name in ["index/over.hpi", &object.name] {
@@ -669,7 +676,8 @@ mod tests {
         let m = archive.manifest();
         assert!(m.index.blocks.iter().all(BlockRef::is_branch), "still a root of branches");
         assert!(m.index.objects.len() >= 2, "untouched pages stay where they were");
-        assert_eq!(archive.pages().await.unwrap().len(), 1500);
+        // k00007 was its page's only entry: the page is gone; k01234x joined k01234's.
+        assert_eq!(archive.pages().await.unwrap().len(), 2999);
         assert_eq!(archive.get("k01234x").await.unwrap(), b"between");
         assert_eq!(archive.get("k02000").await.unwrap(), b"new");
         assert!(archive.stat("k00007").await.is_err());

@@ -159,7 +159,11 @@ impl Archive {
     /// against every checksum and reference on the way; not kept.
     pub async fn page_entries(&self, i: usize) -> Result<Vec<Entry>> {
         let pages = self.pages().await?;
-        let p = &pages[i];
+        self.entries_of(&pages[i]).await
+    }
+
+    /// The entries of the page (or leaf) `p`, as [`Archive::page_entries`] reads them.
+    pub(crate) async fn entries_of(&self, p: &BlockRef) -> Result<Vec<Entry>> {
         let mut entries = match self.cached_leaves(p) {
             // A lookup read this page before (as a writer's checks do): decode what it kept.
             Some(leaves) => {
@@ -182,6 +186,14 @@ impl Archive {
         // Blocks before format version 3 may hold nanoseconds; the index means whole seconds.
         entries.iter_mut().for_each(|e| e.mtime.nanos = 0);
         Ok(entries)
+    }
+
+    /// The pages a reference of the root stands for: a branch's, or the reference itself.
+    pub(crate) async fn pages_under(&self, r: &BlockRef) -> Result<Arc<Vec<BlockRef>>> {
+        match r.is_branch() {
+            true => self.node(r).await,
+            false => Ok(Arc::new(vec![r.clone()])),
+        }
     }
 
     /// The leaves of a page of [`Archive::pages`], in key order.

@@ -284,33 +284,44 @@ impl Archive {
     ) -> Result<()> {
         let start = start.max(prefix);
         let past = |key: &str| end.is_some_and(|end| key >= end) || (key > prefix && !key.starts_with(prefix));
-        let pages = self.pages().await?;
-        let first = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
-        for i in first..pages.len() {
-            if pages[i].first_key.as_str() > start && past(&pages[i].first_key) {
+        // Root references from the one holding `start`, each expanded to its pages only when
+        // the range reaches it: a listing reads the branches it meets, not all of them.
+        let root = &self.manifest.index.blocks;
+        for k in self.manifest.block_for(start).unwrap_or(0)..root.len() {
+            if root[k].first_key.as_str() > start && past(&root[k].first_key) {
                 break;
             }
-            // A page the range covers whole is read with one request; at an edge, only the
-            // leaves the range meets (a reader splitting an archive into many small ranges
-            // reads each page once, not once per range).
-            let whole = pages[i].first_key.as_str() >= start && pages.get(i + 1).is_some_and(|n| !past(&n.first_key));
-            let entries: Vec<Entry> = match whole || pages[i].head == 0 {
-                true => self.page_entries(i).await?,
-                false => {
-                    let leaves = self.leaves_of(&pages[i]).await?;
-                    let from = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
-                    let mut entries = Vec::new();
-                    for l in leaves[from..].iter().take_while(|l| l.first_key.as_str() <= start || !past(&l.first_key))
-                    {
-                        entries.extend(self.leaf(l).await?.iter().cloned());
-                    }
-                    entries
-                }
-            };
-            let from = entries.partition_point(|e| e.key.as_str() < start);
-            for e in &entries[from..] {
-                if past(&e.key) || !f(e) {
+            let pages = self.pages_under(&root[k]).await?;
+            let first = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
+            for i in first..pages.len() {
+                let page = &pages[i];
+                if page.first_key.as_str() > start && past(&page.first_key) {
                     return Ok(());
+                }
+                let next = pages.get(i + 1).or(root.get(k + 1)).map(|n| n.first_key.as_str());
+                // A page the range covers whole is read with one request; at an edge, only the
+                // leaves the range meets (a reader splitting an archive into many small ranges
+                // reads each page once, not once per range).
+                let whole = page.first_key.as_str() >= start && next.is_some_and(|n| !past(n));
+                let entries: Vec<Entry> = match whole || page.head == 0 {
+                    true => self.entries_of(page).await?,
+                    false => {
+                        let leaves = self.leaves_of(page).await?;
+                        let from = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
+                        let mut entries = Vec::new();
+                        let meets =
+                            |l: &&haypack_format::BlockRef| l.first_key.as_str() <= start || !past(&l.first_key);
+                        for l in leaves[from..].iter().take_while(meets) {
+                            entries.extend(self.leaf(l).await?.iter().cloned());
+                        }
+                        entries
+                    }
+                };
+                let from = entries.partition_point(|e| e.key.as_str() < start);
+                for e in &entries[from..] {
+                    if past(&e.key) || !f(e) {
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -22,33 +22,40 @@ impl Archive {
             Some(a) if a > prefix => a,
             _ => prefix,
         };
-        let pages = self.pages().await?;
         let mut entries = Vec::new();
-        let from_page = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
-        for page in &pages[from_page..] {
-            if page.first_key.as_str() > start && !page.first_key.starts_with(prefix) {
+        // As `scan_range`: root references expanded only when the listing reaches them.
+        let root = &self.manifest.index.blocks;
+        for r in &root[self.manifest.block_for(start).unwrap_or(0)..] {
+            if r.first_key.as_str() > start && !r.first_key.starts_with(prefix) {
                 break;
             }
-            let leaves = self.leaves_of(page).await?;
-            let from_leaf = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
-            for leaf in &leaves[from_leaf..] {
-                let first = leaf.first_key.as_str();
-                if first > start && !first.starts_with(prefix) {
+            let pages = self.pages_under(r).await?;
+            let from_page = pages.partition_point(|p| p.first_key.as_str() <= start).saturating_sub(1);
+            for page in &pages[from_page..] {
+                if page.first_key.as_str() > start && !page.first_key.starts_with(prefix) {
                     return Ok(Page { entries, more: false });
                 }
-                let block = self.leaf(leaf).await?;
-                let from = block.partition_point(|e| e.key.as_str() < start);
-                for e in &block[from..] {
-                    if !e.key.starts_with(prefix) {
+                let leaves = self.leaves_of(page).await?;
+                let from_leaf = leaves.partition_point(|l| l.first_key.as_str() <= start).saturating_sub(1);
+                for leaf in &leaves[from_leaf..] {
+                    let first = leaf.first_key.as_str();
+                    if first > start && !first.starts_with(prefix) {
                         return Ok(Page { entries, more: false });
                     }
-                    if after.is_some_and(|a| e.key.as_str() <= a) {
-                        continue;
+                    let block = self.leaf(leaf).await?;
+                    let from = block.partition_point(|e| e.key.as_str() < start);
+                    for e in &block[from..] {
+                        if !e.key.starts_with(prefix) {
+                            return Ok(Page { entries, more: false });
+                        }
+                        if after.is_some_and(|a| e.key.as_str() <= a) {
+                            continue;
+                        }
+                        if entries.len() == limit {
+                            return Ok(Page { entries, more: true });
+                        }
+                        entries.push(e.clone());
                     }
-                    if entries.len() == limit {
-                        return Ok(Page { entries, more: true });
-                    }
-                    entries.push(e.clone());
                 }
             }
         }
