@@ -11,6 +11,7 @@ use crate::entries::{
 };
 use crate::error::{Error, Result, corrupt};
 use crate::header::check_key;
+use crate::manifest::BlockRef;
 
 /// zstd level for nodes, as for leaves: written once, read by every cold lookup.
 const NODE_LEVEL: i32 = 9;
@@ -47,6 +48,28 @@ pub struct Child {
     pub records: u64,
     /// CRC-32C of the leaf, or of the node that ends the range.
     pub crc32c: u32,
+}
+
+impl Child {
+    /// The child a node lists for the range `r` names, in `object`.
+    pub fn of(r: &BlockRef, object: String) -> Child {
+        let BlockRef { first_key, offset, len, head, records, crc32c, .. } = r.clone();
+        Child { first_key, object, offset, len, head, records, crc32c }
+    }
+
+    /// This child as a reference into the manifest's objects: in the object at `object`, at
+    /// `offset` there.
+    pub fn at(&self, object: u32, offset: u64) -> BlockRef {
+        BlockRef {
+            object,
+            first_key: self.first_key.clone(),
+            offset,
+            len: self.len,
+            head: self.head,
+            records: self.records,
+            crc32c: self.crc32c,
+        }
+    }
 }
 
 /// Encodes children, in key order, as one compressed node.

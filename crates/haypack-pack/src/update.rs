@@ -638,16 +638,7 @@ mod tests {
         // A forged branch listing that branch: refused, not followed.
         let branch = &m.index.blocks[0];
         let object = &m.index.objects[0];
-        let over = haypack_format::encode_node(&[haypack_format::Child {
-            first_key: branch.first_key.clone(),
-            object: object.name.clone(),
-            offset: branch.offset,
-            len: branch.len,
-            head: branch.head,
-            records: branch.records,
-            crc32c: branch.crc32c,
-        }])
-        .unwrap();
+        let over = haypack_format::encode_node(&[haypack_format::Child::of(branch, object.name.clone())]).unwrap();
         std::fs::write(root.join("index/over.hpi"), &over).unwrap();
         let mut forged = m.clone();
         forged.index.objects.push(IndexObject { name: "index/over.hpi".into(), size: over.len() as u64 });

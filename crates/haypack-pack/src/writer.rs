@@ -353,17 +353,7 @@ impl IndexWriter {
                 .max(1);
             let (group, after) = rest.split_at(n);
             rest = after;
-            let children: Vec<Child> = (group.iter())
-                .map(|p| Child {
-                    first_key: p.first_key.clone(),
-                    object: name_of(p),
-                    offset: p.offset,
-                    len: p.len,
-                    head: p.head,
-                    records: p.records,
-                    crc32c: p.crc32c,
-                })
-                .collect();
+            let children: Vec<Child> = group.iter().map(|p| Child::of(p, name_of(p))).collect();
             let node = encode_node(&children)?;
             self.out.write_all(&node).map_err(|e| io_error(&self.name, e))?;
             root.push(BlockRef {

@@ -318,15 +318,7 @@ impl Archive {
         {
             return Err(self.index_corrupt(branch, format!("a branch's child at {:?} is not a page", c.first_key)));
         }
-        Ok(BlockRef {
-            object: object as u32,
-            first_key: c.first_key.clone(),
-            offset: c.offset,
-            len: c.len,
-            head: c.head,
-            records: c.records,
-            crc32c: c.crc32c,
-        })
+        Ok(c.at(object as u32, c.offset))
     }
 
     /// A range of the object `r` lies in: from the disk cache (named by the range's checksum
@@ -368,15 +360,7 @@ impl Archive {
 
 /// A page's leaf as a reference into the page's object.
 fn leaf_of(page: &BlockRef, l: &Child) -> BlockRef {
-    BlockRef {
-        object: page.object,
-        first_key: l.first_key.clone(),
-        offset: page.offset + l.offset,
-        len: l.len,
-        head: 0,
-        records: l.records,
-        crc32c: l.crc32c,
-    }
+    l.at(page.object, page.offset + l.offset)
 }
 
 fn check_crc(bytes: &[u8], expected: u32) -> std::result::Result<(), String> {
